@@ -1,0 +1,1 @@
+//! Test harness: a private containerd per test binary, driven through `ctr`.

@@ -1,0 +1,5 @@
+fn main() {
+    if tent_runtime::is_init_invocation() {
+        tent_runtime::init_main();
+    }
+}
