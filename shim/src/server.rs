@@ -1,0 +1,142 @@
+//! The long-lived shim server: ttrpc on the socket `start` bound, the Task API under
+//! both service names containerd uses, the reaper, and shutdown.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim_protos::shim_async::create_task;
+use containerd_shim_protos::ttrpc::r#async::transport::Listener;
+use containerd_shim_protos::ttrpc::r#async::Server;
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::args::Flags;
+use crate::error::{Error, Result};
+use crate::events::ContainerdEvents;
+use crate::service::{Shim, TaskService};
+
+/// Environment variable through which `start` hands the bound listener to the server.
+pub const LISTEN_FD_ENV: &str = "TENT_SHIM_LISTEN_FD";
+
+/// containerd 1.x and 2.x with a version-2 shim speak `containerd.task.v2.Task`;
+/// 2.x with a version-3 bootstrap speaks v3 (the same messages under a new name).
+const TASK_V2: &str = "containerd.task.v2.Task";
+const TASK_V3: &str = "containerd.task.v3.Task";
+
+pub fn serve(flags: Flags) -> Result<()> {
+    let listener = inherited_listener()?;
+    if !flags.debug {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+    {
+        // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
+        eprintln!("tent shim: logging disabled: {e}");
+    }
+    tent_runtime::set_child_subreaper()?;
+    let init_exe = tent_runtime::InitExe::seal_current()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(16)
+        .build()
+        .map_err(|e| Error::io("build tokio runtime", e))?;
+    runtime.block_on(run(flags, listener, init_exe))
+}
+
+fn inherited_listener() -> Result<UnixListener> {
+    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the shim server must be started by `start` ({LISTEN_FD_ENV} is not set)"
+            ))
+        })?;
+    std::env::remove_var(LISTEN_FD_ENV);
+    nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+        .map_err(|e| Error::io(format!("listener fd {fd}"), e.into()))?;
+    // SAFETY: `start` passed us this fd for exactly this purpose and nothing else owns it.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &listener,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| Error::io("set CLOEXEC on listener", e.into()))?;
+    Ok(listener)
+}
+
+async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitExe) -> Result<()> {
+    // Subscribe to SIGCHLD before anything can spawn a child.
+    let mut sigchld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let _sigpipe = signal(SignalKind::pipe()).map_err(|e| Error::io("SIGPIPE handler", e))?;
+
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
+    let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| {
+        Error::Internal(format!(
+            "connect to containerd events at {ttrpc_address}: {e}"
+        ))
+    })?;
+    let shim = Arc::new(Shim::new(
+        Box::new(ContainerdEvents::new(publisher, flags.namespace.clone())),
+        init_exe,
+    ));
+
+    let mut services = create_task(Arc::new(TaskService(shim.clone())));
+    if let Some(v3) = create_task(Arc::new(TaskService(shim.clone()))).remove(TASK_V2) {
+        services.insert(TASK_V3.to_string(), v3);
+    }
+    let listener = Listener::try_from(listener).map_err(|e| Error::io("ttrpc listener", e))?;
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(services);
+    server
+        .start()
+        .await
+        .map_err(|e| Error::Internal(format!("start ttrpc server: {e}")))?;
+    log::info!("tent shim serving on {}", flags.socket);
+
+    loop {
+        tokio::select! {
+            _ = sigchld.recv() => reap(&shim).await,
+            _ = sigterm.recv() => log::info!("SIGTERM ignored; containerd shuts shims down through the API"),
+            _ = shim.shutdown.notified() => break,
+        }
+    }
+    log::info!("tent shim shutting down");
+    let _ = server.shutdown().await;
+    let path = flags
+        .socket
+        .strip_prefix("unix://")
+        .unwrap_or(&flags.socket);
+    if let Err(e) = std::fs::remove_file(path) {
+        log::warn!("remove socket {path}: {e}");
+    }
+    Ok(())
+}
+
+/// Collects every exited child and routes it to its task: the one place that waits.
+async fn reap(shim: &Shim) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => shim.on_exit(pid.as_raw(), code as u32).await,
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                shim.on_exit(pid.as_raw(), 128 + sig as u32).await
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::warn!("waitpid: {e}");
+                return;
+            }
+        }
+    }
+}
