@@ -17,30 +17,24 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// Broad class of a runtime error, for mapping onto ttrpc/gRPC status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    InvalidArgument,
-    NotFound,
-    FailedPrecondition,
-    Unimplemented,
-    Internal,
-}
+mod caps;
+mod cgroups;
+mod container;
+mod error;
+mod exe;
+mod hostfs;
+mod init;
+mod mounts;
+mod namespaces;
+mod pidfd;
+mod process;
+mod rootfs;
+mod spec;
+mod state;
+mod sync;
 
-/// A runtime error. Display names the failing step and the field or path.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Placeholder(String),
-}
-
-impl Error {
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::Internal
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, ErrorKind, Result};
+pub use exe::{is_init_invocation, InitExe};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]
@@ -57,18 +51,6 @@ pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-}
-
-/// A sealed, read-only in-memory copy of the current executable.
-#[derive(Debug)]
-pub struct InitExe {
-    _fd: OwnedFd,
-}
-
-impl InitExe {
-    pub fn seal_current() -> Result<InitExe> {
-        Err(Error::Placeholder("not yet".into()))
-    }
 }
 
 /// What the caller asks for in [`Container::create`].
@@ -88,46 +70,71 @@ pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub pid: i32,
+    handle: container::Handle,
 }
 
 impl Container {
-    pub fn create(_req: CreateRequest<'_>) -> Result<Container> {
-        Err(Error::Placeholder("not yet".into()))
+    /// Validates the bundle, mounts the rootfs, creates the cgroup and runs the
+    /// init up to "ready". Blocking. On failure nothing it made is left behind.
+    pub fn create(req: CreateRequest<'_>) -> Result<Container> {
+        let id = req.id.to_string();
+        let bundle = req.bundle.to_path_buf();
+        let (pid, handle) = container::create(req)?;
+        Ok(Container {
+            id,
+            bundle,
+            pid,
+            handle,
+        })
     }
+
+    /// Host pid of the container init (PID 1 inside the container).
     pub fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// Lets the init exec the workload; `Ok` once `execve` succeeded. Blocking.
     pub fn start(&mut self) -> Result<()> {
-        Err(Error::Placeholder("not yet".into()))
+        self.handle.start()
     }
-    pub fn kill(&self, _signal: i32, _all: bool) -> Result<()> {
-        Err(Error::Placeholder("not yet".into()))
+
+    /// Signals the init (through a pidfd), or with `all` every process in the
+    /// cgroup. An exited init gives [`ErrorKind::NotFound`].
+    pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
+        self.handle.kill(signal, all)
     }
+
+    /// Pids of all processes in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        Err(Error::Placeholder("not yet".into()))
+        Ok(self.handle.pids())
     }
+
+    /// Kills what is left, removes the cgroup, unmounts the rootfs and removes
+    /// the state file. Call after the init exited.
     pub fn destroy(self) -> Result<()> {
-        Err(Error::Placeholder("not yet".into()))
+        self.handle.destroy(&self.bundle)
     }
 }
 
 /// Clean up after a dead shim (`containerd-shim-tent-v1 delete`): kill what is left,
 /// unmount the rootfs, remove the cgroup and state. Returns the init pid if known.
-pub fn cleanup_bundle(_bundle: &Path, _id: &str) -> Result<Option<i32>> {
-    Err(Error::Placeholder("not yet".into()))
-}
-
-/// True when this process was started as the container init (checked first in `main`).
-pub fn is_init_invocation() -> bool {
-    false
+pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
+    container::cleanup_bundle(bundle, id)
 }
 
 /// Entry point of the container init; never returns.
 pub fn init_main() -> ! {
-    std::process::exit(1)
+    init::main()
 }
 
 /// Make the calling process a child subreaper so orphaned container inits reparent to it.
 pub fn set_child_subreaper() -> Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(Error::sys(
+            "prctl PR_SET_CHILD_SUBREAPER",
+            nix::errno::Errno::last(),
+        ));
+    }
     Ok(())
 }

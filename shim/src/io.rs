@@ -1,18 +1,19 @@
-//! Standard streams: containerd hands the shim FIFO paths (or `file://` URIs); the
-//! shim opens them and passes the fds straight to the container init, so output is
-//! never copied through the shim and is complete when the process exits.
+//! Standard streams: containerd hands the shim FIFO paths (or `file://` URIs).
+//! stdout and stderr go straight to the workload (no copying through the shim, so
+//! output is complete when the process exits). stdin goes through a pipe the shim
+//! feeds, because containerd's clients close stdin with `CloseIO`, and a FIFO whose
+//! writer already came and went would otherwise never give the workload EOF.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
 
 use tent_runtime::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-
-/// How long to wait for the writer of the stdin FIFO to appear before giving up.
-const STDIN_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What containerd asked for.
 #[derive(Debug, Clone, Default)]
@@ -23,36 +24,73 @@ pub struct StdioPaths {
     pub terminal: bool,
 }
 
-/// Opens the three streams. stdin blocks until containerd's writer opens the FIFO
-/// (opening it non-blocking would let the process read EOF before the writer exists).
-pub async fn open(paths: &StdioPaths) -> Result<Stdio> {
-    let stdin = if paths.stdin.is_empty() {
-        None
-    } else {
-        let path = paths.stdin.clone();
-        let open = tokio::task::spawn_blocking(move || {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
-                .map_err(|e| Error::io(format!("open stdin {path}"), e))
-        });
-        match tokio::time::timeout(STDIN_OPEN_TIMEOUT, open).await {
-            Ok(Ok(file)) => Some(OwnedFd::from(file?)),
-            Ok(Err(join)) => return Err(Error::Internal(format!("open stdin: {join}"))),
-            Err(_) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "open stdin {}: no writer within {STDIN_OPEN_TIMEOUT:?}",
-                    paths.stdin
-                )))
-            }
+/// Closes the workload's stdin when dropped or when [`StdinCloser::close`] is called.
+#[derive(Debug)]
+pub struct StdinCloser(Option<oneshot::Sender<()>>);
+
+impl StdinCloser {
+    pub fn close(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
         }
+    }
+}
+
+/// Opens the three streams; returns them and, when stdin is used, its closer.
+pub fn open(paths: &StdioPaths) -> Result<(Stdio, Option<StdinCloser>)> {
+    let (stdin, closer) = if paths.stdin.is_empty() {
+        (None, None)
+    } else {
+        let (read_end, closer) = feed_stdin(&paths.stdin)?;
+        (Some(read_end), Some(closer))
     };
-    Ok(Stdio {
+    let stdio = Stdio {
         stdin,
         stdout: open_output("stdout", &paths.stdout)?,
         stderr: open_output("stderr", &paths.stderr)?,
-    })
+    };
+    Ok((stdio, closer))
+}
+
+/// Starts copying the stdin FIFO into a pipe; returns the pipe's read end for the
+/// workload. The FIFO is opened non-blocking: epoll reports neither data nor hang-up
+/// until a writer has appeared, so an absent writer never looks like EOF.
+fn feed_stdin(path: &str) -> Result<(OwnedFd, StdinCloser)> {
+    let fifo = pipe::OpenOptions::new()
+        .open_receiver(path)
+        .map_err(|e| Error::io(format!("open stdin {path}"), e))?;
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io("create stdin pipe", e.into()))?;
+    let sender = pipe::Sender::from_owned_fd(write_end)
+        .map_err(|e| Error::io("register stdin pipe", e))?;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(copy_stdin(fifo, sender, rx));
+    Ok((read_end, StdinCloser(Some(tx))))
+}
+
+async fn copy_stdin(mut fifo: pipe::Receiver, mut sink: pipe::Sender, mut closed: oneshot::Receiver<()>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let step = async {
+            let n = fifo.read(&mut buf).await?;
+            if n > 0 {
+                sink.write_all(&buf[..n]).await?;
+            }
+            Ok::<usize, std::io::Error>(n)
+        };
+        tokio::select! {
+            _ = &mut closed => break,
+            r = step => match r {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("stdin copy ended: {e}");
+                    break;
+                }
+            },
+        }
+    }
+    // Dropping `sink` closes the pipe: the workload reads EOF.
 }
 
 /// Opens an output stream: a FIFO read-write (never blocks, never SIGPIPEs the

@@ -45,7 +45,10 @@ pub fn serve(flags: Flags) -> Result<()> {
         .max_blocking_threads(16)
         .build()
         .map_err(|e| Error::io("build tokio runtime", e))?;
-    runtime.block_on(run(flags, listener, init_exe))
+    let result = runtime.block_on(run(flags, listener, init_exe));
+    // Do not wait for blocking-pool threads: nothing they do matters once we exit.
+    runtime.shutdown_background();
+    result
 }
 
 fn inherited_listener() -> Result<UnixListener> {

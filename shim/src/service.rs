@@ -138,7 +138,7 @@ impl Shim {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let stdio = io::open(&stdio_paths).await?;
+        let (stdio, stdin_closer) = io::open(&stdio_paths)?;
         let rootfs: Vec<tent_runtime::RootfsMount> = req
             .rootfs
             .iter()
@@ -164,7 +164,7 @@ impl Shim {
         .await
         .map_err(|e| Error::Internal(format!("create: {e}")))??;
 
-        let task = Arc::new(Task::new(container, stdio_paths));
+        let task = Arc::new(Task::new(container, stdio_paths, stdin_closer));
         let pid = task.pid;
         lock(&self.tasks).insert(req.id.clone(), task.clone());
         log::info!("created container {} (pid {pid})", req.id);
@@ -363,9 +363,11 @@ impl Shim {
 
     pub async fn close_io(&self, req: CloseIORequest) -> Result<()> {
         no_exec(&req.exec_id, "closeIO")?;
-        // The workload owns the stdin FIFO itself; the shim holds no copy of it, so the
-        // process sees EOF as soon as containerd closes its writing end. Nothing to close.
-        self.task(&req.id).map(|_| ())
+        let task = self.task(&req.id)?;
+        if req.stdin {
+            task.close_stdin();
+        }
+        Ok(())
     }
 }
 

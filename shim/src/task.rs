@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::io::StdioPaths;
+use crate::io::{StdinCloser, StdioPaths};
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,7 @@ pub struct Task {
     pub bundle: PathBuf,
     pub pid: i32,
     pub stdio: StdioPaths,
+    stdin: Mutex<Option<StdinCloser>>,
     state: Mutex<Status>,
     exit: watch::Sender<Option<Exit>>,
     /// `None` once destroyed.
@@ -37,13 +38,18 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(container: tent_runtime::Container, stdio: StdioPaths) -> Self {
+    pub fn new(
+        container: tent_runtime::Container,
+        stdio: StdioPaths,
+        stdin: Option<StdinCloser>,
+    ) -> Self {
         let (exit, _) = watch::channel(None);
         Task {
             id: container.id.clone(),
             bundle: container.bundle.clone(),
             pid: container.pid(),
             stdio,
+            stdin: Mutex::new(stdin),
             state: Mutex::new(Status::Created),
             exit,
             container: Arc::new(Mutex::new(Some(container))),
@@ -89,6 +95,13 @@ impl Task {
                 "cannot start task {} in state {other:?}",
                 self.id
             ))),
+        }
+    }
+
+    /// Closes the workload's stdin (containerd's `CloseIO`).
+    pub fn close_stdin(&self) {
+        if let Some(closer) = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            closer.close();
         }
     }
 

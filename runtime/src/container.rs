@@ -1,0 +1,286 @@
+//! Container lifecycle on the caller's side: create (validate, mount rootfs,
+//! cgroup, spawn the init, wait for ready), start, kill, pids, destroy, and the
+//! state-file based cleanup after a crash.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
+use crate::error::{Error, Result};
+use crate::state::State;
+use crate::sync::{Channel, InitConfig, Message};
+use crate::{hostfs, pidfd, spec, CreateRequest};
+
+/// What the caller side holds for a live container.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    sync: Option<Channel>,
+    pidfd: OwnedFd,
+    cgroup: CgroupManager,
+    mounts: Vec<PathBuf>,
+}
+
+/// Everything `create` made so far, undone on failure.
+#[derive(Default)]
+struct Undo {
+    bundle: Option<PathBuf>,
+    mounts: Vec<PathBuf>,
+    cgroup: Option<CgroupManager>,
+    pidfds: Vec<OwnedFd>,
+}
+
+impl Undo {
+    fn run(self) {
+        for fd in &self.pidfds {
+            let _ = pidfd::send_signal(fd, libc::SIGKILL);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.signal_all(Signal::SIGKILL);
+            let _ = cg.delete();
+        }
+        hostfs::unmount_all(&self.mounts);
+        if let Some(b) = &self.bundle {
+            let _ = State::remove(b);
+        }
+    }
+}
+
+pub(crate) fn create(req: CreateRequest<'_>) -> Result<(i32, Handle)> {
+    if req.id.is_empty() || req.id.contains('/') || req.id == "." || req.id == ".." {
+        return Err(Error::spec(
+            "id",
+            format!("invalid container id {:?}", req.id),
+        ));
+    }
+    let loaded = spec::load(req.bundle)?;
+    let rootfs = spec::rootfs_path(&loaded.spec, req.bundle);
+    if req.rootfs_mounts.is_empty() && !rootfs.is_dir() {
+        return Err(Error::spec(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    let cg_path = CgroupPath::parse(
+        &loaded
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        req.id,
+    )?;
+    let mut undo = Undo::default();
+    match create_inner(&req, &loaded, &rootfs, cg_path, &mut undo) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            undo.run();
+            Err(e)
+        }
+    }
+}
+
+fn create_inner(
+    req: &CreateRequest<'_>,
+    loaded: &spec::LoadedSpec,
+    rootfs: &Path,
+    cg_path: CgroupPath,
+    undo: &mut Undo,
+) -> Result<(i32, Handle)> {
+    let mut state = State {
+        id: req.id.to_string(),
+        cgroup: cg_path.0.clone(),
+        mounts: if req.rootfs_mounts.is_empty() {
+            Vec::new()
+        } else {
+            vec![rootfs.to_path_buf()]
+        },
+        ..State::default()
+    };
+    // Saved before any side effect, so a crash in between is cleaned up too.
+    undo.bundle = Some(req.bundle.to_path_buf());
+    state.save(req.bundle)?;
+
+    undo.mounts = hostfs::mount_rootfs(rootfs, req.rootfs_mounts)?;
+    let resources = loaded
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    let cgroup = CgroupManager::create(cg_path, resources)?;
+    let cgroup_v1 = if cgroup.v2() {
+        Vec::new()
+    } else {
+        cgroup.v1_binds()
+    };
+    undo.cgroup = Some(cgroup);
+
+    let (ch, child_end) = Channel::pair()?;
+    let stdin = match &req.stdio.stdin {
+        Some(fd) => fd.try_clone().map_err(|e| Error::io("dup", "stdin", e))?,
+        None => OwnedFd::from(
+            std::fs::File::open("/dev/null").map_err(|e| Error::io("open", "/dev/null", e))?,
+        ),
+    };
+    let clone = |fd: &Option<OwnedFd>, name: &'static str| -> Result<Option<OwnedFd>> {
+        fd.as_ref()
+            .map(|f| f.try_clone().map_err(|e| Error::io("dup", name, e)))
+            .transpose()
+    };
+    let stdout = clone(&req.stdio.stdout, "stdout")?;
+    let stderr = clone(&req.stdio.stderr, "stderr")?;
+    let stage1 = req.init_exe.spawn(child_end, stdout, stderr)? as i32;
+    match pidfd::open(stage1) {
+        Ok(fd) => undo.pidfds.push(fd),
+        Err(e) => return Err(e),
+    }
+    if let Some(cg) = &undo.cgroup {
+        cg.add_proc(stage1)?;
+    }
+    let cfg = InitConfig {
+        id: req.id.to_string(),
+        bundle: req.bundle.to_string_lossy().into_owned(),
+        spec: loaded.raw.clone(),
+        rootfs: rootfs.to_string_lossy().into_owned(),
+        cgroup_v1,
+        cgroup_v2: is_v2(),
+    };
+    ch.send(&Message::Config(Box::new(cfg)), &[stdin.as_raw_fd()])?;
+    drop(stdin);
+
+    let mut stage2: Option<(i32, OwnedFd)> = None;
+    loop {
+        match ch.recv()? {
+            Some((Message::Stage2Pid(pid), fds)) => {
+                let fd = fds
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Protocol("stage 2 pid came without a pidfd".into()))?;
+                undo.pidfds
+                    .push(fd.try_clone().map_err(|e| Error::io("dup", "pidfd", e))?);
+                state.pid = Some(pid);
+                state.start_time = pidfd::start_time(pid);
+                state.save(req.bundle)?;
+                stage2 = Some((pid, fd));
+            }
+            Some((Message::Ready, _)) => break,
+            Some((Message::Error { step, cause, kind }, _)) => {
+                return Err(Error::Init { step, cause, kind })
+            }
+            Some((other, _)) => {
+                return Err(Error::Protocol(format!("unexpected message {other:?}")))
+            }
+            None => {
+                return Err(Error::Protocol(
+                    "container init exited during setup without a report".into(),
+                ))
+            }
+        }
+    }
+    let (pid, fd) = stage2.ok_or_else(|| Error::Protocol("ready before the stage 2 pid".into()))?;
+    let cgroup = undo
+        .cgroup
+        .take()
+        .ok_or_else(|| Error::Protocol("cgroup vanished".into()))?;
+    let handle = Handle {
+        sync: Some(ch),
+        pidfd: fd,
+        cgroup,
+        mounts: std::mem::take(&mut undo.mounts),
+    };
+    Ok((pid, handle))
+}
+
+impl Handle {
+    pub(crate) fn start(&mut self) -> Result<()> {
+        let ch = self
+            .sync
+            .take()
+            .ok_or_else(|| Error::Precondition("container already started".into()))?;
+        ch.send(&Message::Start, &[])?;
+        match ch.recv()? {
+            None => Ok(()),
+            Some((Message::Error { step, cause, kind }, _)) => {
+                Err(Error::Init { step, cause, kind })
+            }
+            Some((other, _)) => Err(Error::Protocol(format!("unexpected message {other:?}"))),
+        }
+    }
+
+    pub(crate) fn kill(&self, signal: i32, all: bool) -> Result<()> {
+        if all {
+            let sig = Signal::try_from(signal)
+                .map_err(|_| Error::spec("signal", format!("invalid signal {signal}")))?;
+            if self.cgroup.procs().is_empty() {
+                return Err(Error::ProcessFinished);
+            }
+            return self.cgroup.signal_all(sig);
+        }
+        pidfd::send_signal(&self.pidfd, signal)
+    }
+
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        self.cgroup.procs()
+    }
+
+    pub(crate) fn destroy(self, bundle: &Path) -> Result<()> {
+        let _ = pidfd::send_signal(&self.pidfd, libc::SIGKILL);
+        let mut first: Option<Error> = None;
+        let mut keep = |r: Result<()>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
+        keep(self.cgroup.delete());
+        for m in self.mounts.iter().rev() {
+            keep(hostfs::unmount(m));
+        }
+        keep(State::remove(bundle));
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Cleanup from `<bundle>/tent-state.json` after the caller died.
+pub(crate) fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
+    let Some(state) = State::load(bundle)? else {
+        return Ok(None);
+    };
+    if !state.id.is_empty() && state.id != id {
+        return Err(Error::Precondition(format!(
+            "state in {} belongs to container {:?}, not {id:?}",
+            bundle.display(),
+            state.id
+        )));
+    }
+    if let (Some(pid), Some(start)) = (state.pid, state.start_time) {
+        if pidfd::start_time(pid) == Some(start) {
+            if let Ok(fd) = pidfd::open(pid) {
+                // Re-check now that the pidfd pins the process.
+                if pidfd::start_time(pid) == Some(start) {
+                    let _ = pidfd::send_signal(&fd, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    let mut first: Option<Error> = None;
+    if !state.cgroup.is_empty() {
+        let cg = CgroupManager::load(CgroupPath(state.cgroup.clone()));
+        if let Err(e) = cg.delete() {
+            first.get_or_insert(e);
+        }
+    }
+    for m in state.mounts.iter().rev() {
+        if let Err(e) = hostfs::unmount(m) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = State::remove(bundle) {
+        first.get_or_insert(e);
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(state.pid),
+    }
+}

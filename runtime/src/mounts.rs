@@ -1,0 +1,159 @@
+//! Mount option strings (as in `config.json` and containerd's rootfs mounts) →
+//! mount(2) flags, propagation flags and the data string.
+
+use nix::mount::MsFlags;
+
+/// A parsed mount option list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for the initial mount (and the remount of a bind).
+    pub flags: MsFlags,
+    /// Flags that a bind mount can only get through a remount.
+    pub clear: MsFlags,
+    /// Propagation changes applied after mounting, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (`mode=755,size=65536k`).
+    pub data: String,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: String::new(),
+        }
+    }
+}
+
+impl MountOptions {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+
+    pub fn is_recursive(&self) -> bool {
+        self.flags.contains(MsFlags::MS_REC)
+    }
+
+    /// Flags beyond bind/rec that a bind mount needs a remount for.
+    pub fn remount_flags(&self) -> MsFlags {
+        self.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
+    }
+}
+
+/// Parses OCI/fstab-style options; unknown ones go to `data` as runc does.
+pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
+    let mut out = MountOptions::default();
+    let mut data = Vec::new();
+    for opt in options {
+        let opt = opt.as_ref();
+        let set = |f: MsFlags| (true, f);
+        let clr = |f: MsFlags| (false, f);
+        let flag = match opt {
+            "ro" => Some(set(MsFlags::MS_RDONLY)),
+            "rw" => Some(clr(MsFlags::MS_RDONLY)),
+            "nosuid" => Some(set(MsFlags::MS_NOSUID)),
+            "suid" => Some(clr(MsFlags::MS_NOSUID)),
+            "nodev" => Some(set(MsFlags::MS_NODEV)),
+            "dev" => Some(clr(MsFlags::MS_NODEV)),
+            "noexec" => Some(set(MsFlags::MS_NOEXEC)),
+            "exec" => Some(clr(MsFlags::MS_NOEXEC)),
+            "sync" => Some(set(MsFlags::MS_SYNCHRONOUS)),
+            "async" => Some(clr(MsFlags::MS_SYNCHRONOUS)),
+            "dirsync" => Some(set(MsFlags::MS_DIRSYNC)),
+            "remount" => Some(set(MsFlags::MS_REMOUNT)),
+            "mand" => Some(set(MsFlags::MS_MANDLOCK)),
+            "nomand" => Some(clr(MsFlags::MS_MANDLOCK)),
+            "atime" => Some(clr(MsFlags::MS_NOATIME)),
+            "noatime" => Some(set(MsFlags::MS_NOATIME)),
+            "diratime" => Some(clr(MsFlags::MS_NODIRATIME)),
+            "nodiratime" => Some(set(MsFlags::MS_NODIRATIME)),
+            "relatime" => Some(set(MsFlags::MS_RELATIME)),
+            "norelatime" => Some(clr(MsFlags::MS_RELATIME)),
+            "strictatime" => Some(set(MsFlags::MS_STRICTATIME)),
+            "nostrictatime" => Some(clr(MsFlags::MS_STRICTATIME)),
+            "lazytime" => Some(set(MsFlags::MS_LAZYTIME)),
+            "nolazytime" => Some(clr(MsFlags::MS_LAZYTIME)),
+            "iversion" => Some(set(MsFlags::MS_I_VERSION)),
+            "noiversion" => Some(clr(MsFlags::MS_I_VERSION)),
+            "bind" => Some(set(MsFlags::MS_BIND)),
+            "rbind" => Some(set(MsFlags::MS_BIND | MsFlags::MS_REC)),
+            "defaults" => None,
+            _ => {
+                if let Some(p) = propagation(opt) {
+                    out.propagation.push(p);
+                } else if !opt.is_empty() && !IGNORED.contains(&opt) {
+                    data.push(opt);
+                }
+                continue;
+            }
+        };
+        match flag {
+            Some((true, f)) => {
+                out.flags |= f;
+                out.clear &= !f;
+            }
+            Some((false, f)) => {
+                out.flags &= !f;
+                out.clear |= f;
+            }
+            None => {}
+        }
+    }
+    out.data = data.join(",");
+    out
+}
+
+/// Options some callers pass that are not for the kernel.
+const IGNORED: &[&str] = &["tmpcopyup", "idmap", "ridmap", "rro"];
+
+/// Maps a propagation option to its flags.
+pub fn propagation(opt: &str) -> Option<MsFlags> {
+    Some(match opt {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_and_tmpfs() {
+        let o = parse_options(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        assert!(!o.is_bind());
+    }
+
+    #[test]
+    fn ro_rbind_with_propagation() {
+        let o = parse_options(&["rbind", "ro", "nosuid", "rslave"]);
+        assert!(o.is_bind() && o.is_recursive());
+        assert_eq!(o.remount_flags(), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+        assert_eq!(o.data, "");
+    }
+
+    #[test]
+    fn later_option_wins() {
+        let o = parse_options(&["ro", "rw", "noexec", "exec", "tmpcopyup"]);
+        assert_eq!(o.flags, MsFlags::empty());
+        assert_eq!(o.data, "");
+    }
+
+    #[test]
+    fn overlay_data() {
+        let o = parse_options(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l"]);
+        assert_eq!(o.data, "index=off,workdir=/w,upperdir=/u,lowerdir=/l");
+    }
+}

@@ -1,0 +1,608 @@
+//! The container's file system, set up by the init (stage 2) in its new mount
+//! namespace: propagation, rootfs bind, spec mounts, devices, pivot_root,
+//! sysctls, read-only and masked paths, read-only root.
+//!
+//! Mount targets are resolved with `openat2(RESOLVE_IN_ROOT)` and mounted through
+//! `/proc/self/fd/N`, so a symlink planted in the image cannot redirect a mount
+//! to the host (CVE-2021-30465, CVE-2024-45310, CVE-2019-19921).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+use nix::unistd::{fchdir, pivot_root, symlinkat, unlinkat, UnlinkatFlags};
+use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
+
+use crate::error::{Error, Result};
+use crate::mounts::{parse_options, propagation};
+use crate::sync::InitConfig;
+
+const NONE: Option<&str> = None;
+
+/// `/proc/self/fd/N`: the magic link mount(2) follows to the fd's exact dentry.
+fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn mnt(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    mount(source, target, fstype, flags, data).map_err(|e| Error::sys(what(), e))
+}
+
+/// Path relative to the root, without `/`, `.` or `..` components.
+fn relative(path: &Path) -> PathBuf {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens `rel` inside `root` (symlinks resolved as if `root` were `/`).
+fn open_in_root(
+    root: &OwnedFd,
+    rel: &Path,
+    flags: OFlag,
+    extra: ResolveFlag,
+) -> nix::Result<OwnedFd> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(
+        root,
+        rel,
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | extra),
+    )
+}
+
+/// Creates the directory `rel` (and parents) inside `root`; returns an O_PATH fd.
+fn mkdir_all(root: &OwnedFd, rel: &Path, extra: ResolveFlag) -> Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let mut cur = open_in_root(root, Path::new(""), flags, extra)
+        .map_err(|e| Error::sys("open container root", e))?;
+    let mut prefix = PathBuf::new();
+    for comp in rel.components() {
+        prefix.push(comp);
+        cur = match open_in_root(root, &prefix, flags, extra) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(&cur, comp.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(Error::sys(format!("mkdir {}", prefix.display()), e)),
+                }
+                open_in_root(root, &prefix, flags, extra)
+                    .map_err(|e| Error::sys(format!("open {}", prefix.display()), e))?
+            }
+            Err(e) => return Err(Error::sys(format!("open {}", prefix.display()), e)),
+        };
+    }
+    Ok(cur)
+}
+
+/// Ensures a mount target exists inside `root` (a directory, or an empty file
+/// when `file`), and returns an O_PATH fd on it.
+fn ensure_target(root: &OwnedFd, rel: &Path, file: bool, extra: ResolveFlag) -> Result<OwnedFd> {
+    if !file {
+        return mkdir_all(root, rel, extra);
+    }
+    match open_in_root(root, rel, OFlag::O_PATH, extra) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(Error::sys(format!("open {}", rel.display()), e)),
+    }
+    let parent = mkdir_all(root, rel.parent().unwrap_or(Path::new("")), extra)?;
+    let name = rel.file_name().unwrap_or_default();
+    match openat(
+        &parent,
+        name,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(_) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::sys(format!("create {}", rel.display()), e)),
+    }
+    open_in_root(root, rel, OFlag::O_PATH, extra)
+        .map_err(|e| Error::sys(format!("open {}", rel.display()), e))
+}
+
+/// Flags of the mount at `path` that a bind remount must keep (else EPERM).
+fn kept_flags(path: &str) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    out
+}
+
+/// Everything from propagation of `/` up to (not including) pivot_root.
+pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
+    let linux = spec.linux().as_ref();
+    let prop = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .map(|p| {
+            propagation(p).ok_or_else(|| {
+                Error::spec(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {p:?}"),
+                )
+            })
+        })
+        .transpose()?
+        .unwrap_or(MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+    mnt(NONE, "/", NONE, prop | MsFlags::MS_REC, NONE, || {
+        "set propagation of /".into()
+    })?;
+    mnt(
+        Some(&cfg.rootfs),
+        &cfg.rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+        || format!("bind rootfs {}", cfg.rootfs),
+    )?;
+    let root = nix::fcntl::open(
+        cfg.rootfs.as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open rootfs {}", cfg.rootfs), e))?;
+
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    for (i, m) in mounts.iter().enumerate() {
+        mount_one(&root, cfg, m).map_err(|e| match e {
+            Error::Sys { step, source } => Error::sys(
+                format!("mounts[{i}] ({}): {step}", m.destination().display()),
+                source,
+            ),
+            other => other,
+        })?;
+    }
+    let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
+    setup_dev(&root, spec, dev_mounted)?;
+    Ok(root)
+}
+
+fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
+    let dest = relative(m.destination());
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+
+    if opts.is_bind() {
+        let src = m.source().as_deref().unwrap_or(Path::new(""));
+        let src = if src.is_absolute() {
+            src.to_path_buf()
+        } else {
+            Path::new(&cfg.bundle).join(src)
+        };
+        let meta = std::fs::metadata(&src).map_err(|e| Error::io("stat bind source", &src, e))?;
+        let target = ensure_target(root, &dest, !meta.is_dir(), ResolveFlag::empty())?;
+        let src = src.to_string_lossy();
+        mnt(
+            Some(&src),
+            &fd_path(&target),
+            NONE,
+            opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+            NONE,
+            || format!("bind {src}"),
+        )?;
+        let remount = opts.remount_flags();
+        if !remount.is_empty() {
+            // Reopen: the old fd still points below the new mount.
+            let top = open_in_root(root, &dest, OFlag::O_PATH, ResolveFlag::empty())
+                .map_err(|e| Error::sys("reopen bind target", e))?;
+            let p = fd_path(&top);
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount | kept_flags(&p);
+            mnt(NONE, &p, NONE, flags, NONE, || {
+                format!("remount bind {src}")
+            })?;
+        }
+    } else {
+        match typ {
+            "proc" | "sysfs" => {
+                // Refuse any symlink on the way (CVE-2019-19921, CVE-2023-27561).
+                let target = mkdir_all(root, &dest, ResolveFlag::RESOLVE_NO_SYMLINKS).map_err(
+                    |e| match e {
+                        Error::Sys {
+                            source: Errno::ELOOP | Errno::ENOTDIR,
+                            ..
+                        } => Error::spec(
+                            "mounts",
+                            format!(
+                                "refusing to mount {typ} on {}: not a plain directory (symlink?)",
+                                m.destination().display()
+                            ),
+                        ),
+                        other => other,
+                    },
+                )?;
+                mnt(
+                    Some(typ),
+                    &fd_path(&target),
+                    Some(typ),
+                    opts.flags,
+                    data,
+                    || format!("mount {typ}"),
+                )?;
+            }
+            "cgroup" => mount_cgroup(root, cfg, &dest, &opts)?,
+            _ => {
+                let target = mkdir_all(root, &dest, ResolveFlag::empty())?;
+                let src = m
+                    .source()
+                    .as_deref()
+                    .map(|s| s.to_string_lossy().into_owned());
+                mnt(
+                    Some(src.as_deref().unwrap_or(typ)),
+                    &fd_path(&target),
+                    Some(typ),
+                    opts.flags & !MsFlags::MS_REMOUNT,
+                    data,
+                    || format!("mount {typ}"),
+                )?;
+            }
+        }
+    }
+    if !opts.propagation.is_empty() {
+        let top = open_in_root(root, &dest, OFlag::O_PATH, ResolveFlag::empty())
+            .map_err(|e| Error::sys("reopen mount target", e))?;
+        for p in &opts.propagation {
+            mnt(NONE, &fd_path(&top), NONE, *p, NONE, || {
+                "set propagation".into()
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: cgroup2 on v2; on v1 a tmpfs with a bind of the container's
+/// cgroup per hierarchy, read-only when asked, as runc does.
+fn mount_cgroup(
+    root: &OwnedFd,
+    cfg: &InitConfig,
+    dest: &Path,
+    opts: &crate::mounts::MountOptions,
+) -> Result<()> {
+    let target = mkdir_all(root, dest, ResolveFlag::empty())?;
+    let base = opts.flags & !(MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT);
+    if cfg.cgroup_v2 {
+        return mnt(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            opts.flags & !MsFlags::MS_REMOUNT,
+            NONE,
+            || "mount cgroup2".into(),
+        );
+    }
+    mnt(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+        || "mount tmpfs for cgroup".into(),
+    )?;
+    for b in &cfg.cgroup_v1 {
+        let sub = dest.join(&b.name);
+        let t = mkdir_all(root, &sub, ResolveFlag::empty())?;
+        let src = b.host_path.to_string_lossy();
+        mnt(
+            Some(&src),
+            &fd_path(&t),
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+            || format!("bind cgroup {src}"),
+        )?;
+        let top = open_in_root(root, &sub, OFlag::O_PATH, ResolveFlag::empty())
+            .map_err(|e| Error::sys("reopen cgroup bind", e))?;
+        let p = fd_path(&top);
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags & !MsFlags::MS_REMOUNT;
+        mnt(NONE, &p, NONE, flags | kept_flags(&p), NONE, || {
+            format!("remount cgroup {src}")
+        })?;
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        let top = open_in_root(root, dest, OFlag::O_PATH, ResolveFlag::empty())
+            .map_err(|e| Error::sys("reopen cgroup tmpfs", e))?;
+        mnt(
+            NONE,
+            &fd_path(&top),
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            NONE,
+            || "remount cgroup tmpfs read-only".into(),
+        )?;
+    }
+    Ok(())
+}
+
+const STD_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Standard devices (bind-mounted from the host), `/dev` symlinks, `/dev/shm`,
+/// and the spec's `linux.devices` (mknod), all relative to a `/dev` fd
+/// (CVE-2026-41579).
+fn setup_dev(root: &OwnedFd, spec: &Spec, dev_mounted: bool) -> Result<()> {
+    let dev = mkdir_all(root, Path::new("dev"), ResolveFlag::empty())?;
+    let spec_devices = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    if dev_mounted {
+        for name in STD_DEVICES {
+            let path = PathBuf::from("/dev").join(name);
+            if spec_devices.iter().any(|d| d.path() == &path) {
+                continue;
+            }
+            let target = ensure_target(root, &relative(&path), true, ResolveFlag::empty())?;
+            let st =
+                fstat(&target).map_err(|e| Error::sys(format!("stat {}", path.display()), e))?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+                return Err(Error::spec(
+                    "devices",
+                    format!("{} in the rootfs is not a regular file", path.display()),
+                ));
+            }
+            let host = path.to_string_lossy();
+            mnt(
+                Some(&host),
+                &fd_path(&target),
+                NONE,
+                MsFlags::MS_BIND,
+                NONE,
+                || format!("bind device {host}"),
+            )?;
+        }
+        let links: &[(&str, &str)] = &[
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ];
+        for (name, to) in links {
+            match symlinkat(*to, &dev, *name) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Error::sys(format!("symlink /dev/{name}"), e)),
+            }
+        }
+        let _ = unlinkat(&dev, "ptmx", UnlinkatFlags::NoRemoveDir);
+        symlinkat("pts/ptmx", &dev, "ptmx").map_err(|e| Error::sys("symlink /dev/ptmx", e))?;
+    }
+    match mkdirat(&dev, "shm", Mode::from_bits_truncate(0o1777)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::sys("mkdir /dev/shm", e)),
+    }
+    for (i, d) in spec_devices.iter().enumerate() {
+        let rel = relative(d.path());
+        let parent = mkdir_all(
+            root,
+            rel.parent().unwrap_or(Path::new("")),
+            ResolveFlag::empty(),
+        )?;
+        let name = rel.file_name().unwrap_or_default();
+        let kind = match d.typ() {
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let perm = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+        let devno = nix::sys::stat::makedev(d.major() as u64, d.minor() as u64);
+        let _ = unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir);
+        nix::sys::stat::mknodat(&parent, name, kind, perm, devno).map_err(|e| {
+            Error::sys(
+                format!("linux.devices[{i}]: mknod {}", d.path().display()),
+                e,
+            )
+        })?;
+        nix::unistd::fchownat(
+            &parent,
+            name,
+            d.uid().map(nix::unistd::Uid::from_raw),
+            d.gid().map(nix::unistd::Gid::from_raw),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| {
+            Error::sys(
+                format!("linux.devices[{i}]: chown {}", d.path().display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes `root` the process's `/` and detaches the old root.
+pub fn pivot(root: &OwnedFd) -> Result<()> {
+    fchdir(root).map_err(|e| Error::sys("chdir to rootfs", e))?;
+    pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
+    // Keep the unmount from propagating to the host.
+    mnt(
+        NONE,
+        ".",
+        NONE,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        NONE,
+        || "make old root rslave".into(),
+    )?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
+}
+
+/// Writes `linux.sysctl` through `/proc/sys`, checking the file really is on
+/// procfs (CVE-2025-52881).
+pub fn write_sysctls(spec: &Spec) -> Result<()> {
+    use std::io::Write;
+    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (key, value) in sysctls {
+        if key.contains("..") || key.contains('/') && key.contains('.') {
+            return Err(Error::spec("linux.sysctl", format!("invalid key {key:?}")));
+        }
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        let fd = nix::fcntl::open(
+            &path,
+            OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("linux.sysctl: open {}", path.display()), e))?;
+        let fs = nix::sys::statfs::fstatfs(&fd)
+            .map_err(|e| Error::sys(format!("linux.sysctl: statfs {}", path.display()), e))?;
+        if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+            return Err(Error::spec(
+                "linux.sysctl",
+                format!("{} is not on procfs", path.display()),
+            ));
+        }
+        std::fs::File::from(fd)
+            .write_all(value.as_bytes())
+            .map_err(|e| Error::io("linux.sysctl: write", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Opens an existing path inside the (pivoted) root without following a final
+/// symlink; `None` when missing.
+fn open_existing(path: &Path) -> Result<Option<OwnedFd>> {
+    match nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::sys(format!("open {}", path.display()), e)),
+    }
+}
+
+/// `linux.readonlyPaths`: bind each onto itself and remount read-only.
+pub fn readonly_paths(spec: &Spec) -> Result<()> {
+    let paths = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default();
+    for p in paths {
+        let Some(fd) = open_existing(Path::new(&p))? else {
+            continue;
+        };
+        let fp = fd_path(&fd);
+        mnt(
+            Some(&fp),
+            &fp,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+            || format!("linux.readonlyPaths: bind {p}"),
+        )?;
+        let Some(top) = open_existing(Path::new(&p))? else {
+            continue;
+        };
+        let tp = fd_path(&top);
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_REC
+            | kept_flags(&tp);
+        mnt(NONE, &tp, NONE, flags, NONE, || {
+            format!("linux.readonlyPaths: remount {p} read-only")
+        })?;
+    }
+    Ok(())
+}
+
+/// `linux.maskedPaths`: `/dev/null` over files (after checking it really is the
+/// 1:3 char device, CVE-2025-31133), a read-only tmpfs over directories.
+pub fn masked_paths(spec: &Spec) -> Result<()> {
+    let paths = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut null: Option<OwnedFd> = None;
+    for p in paths {
+        let Some(fd) = open_existing(Path::new(&p))? else {
+            continue;
+        };
+        let st = fstat(&fd).map_err(|e| Error::sys(format!("linux.maskedPaths: stat {p}"), e))?;
+        let fp = fd_path(&fd);
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            mnt(
+                Some("tmpfs"),
+                &fp,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                NONE,
+                || format!("linux.maskedPaths: tmpfs over {p}"),
+            )?;
+            continue;
+        }
+        if null.is_none() {
+            null = Some(verified_dev_null()?);
+        }
+        let Some(n) = null.as_ref() else { continue };
+        mnt(Some(&fd_path(n)), &fp, NONE, MsFlags::MS_BIND, NONE, || {
+            format!("linux.maskedPaths: bind /dev/null over {p}")
+        })?;
+    }
+    Ok(())
+}
+
+fn verified_dev_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open /dev/null", e))?;
+    let st = fstat(fd.as_fd()).map_err(|e| Error::sys("stat /dev/null", e))?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_chr || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        return Err(Error::spec(
+            "linux.maskedPaths",
+            "/dev/null in the container is not the 1:3 character device",
+        ));
+    }
+    Ok(fd)
+}
+
+/// `root.readonly`: remount `/` read-only, keeping its other flags.
+pub fn readonly_root() -> Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags("/");
+    mnt(NONE, "/", NONE, flags, NONE, || {
+        "remount / read-only".into()
+    })
+}

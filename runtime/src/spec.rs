@@ -1,0 +1,277 @@
+//! Loading and validating `config.json` before anything is created, so bad input
+//! fails with a message naming the field and leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::process::rlimit_resource;
+
+/// A parsed and validated bundle config. `raw` is what the init re-parses, so the
+/// init sees exactly the JSON the caller validated.
+#[derive(Debug)]
+pub struct LoadedSpec {
+    pub spec: Spec,
+    pub raw: String,
+}
+
+const NAMESPACE_TYPES: &[&str] = &[
+    "pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time",
+];
+
+/// Reads and validates `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<LoadedSpec> {
+    let path = bundle.join("config.json");
+    let raw = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    let spec = parse(&raw)?;
+    Ok(LoadedSpec { spec, raw })
+}
+
+/// Parses and validates the text of a `config.json`.
+pub fn parse(raw: &str) -> Result<Spec> {
+    let value: Value =
+        serde_json::from_str(raw).map_err(|e| Error::spec("config.json", e.to_string()))?;
+    precheck_raw(&value)?;
+    let spec: Spec =
+        serde_json::from_value(value).map_err(|e| Error::spec("config.json", e.to_string()))?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Checks that serde would only report vaguely (enum names) so the error names the field.
+fn precheck_raw(value: &Value) -> Result<()> {
+    if let Some(nss) = value.pointer("/linux/namespaces").and_then(Value::as_array) {
+        for (i, ns) in nss.iter().enumerate() {
+            let typ = ns.get("type").and_then(Value::as_str).unwrap_or("");
+            if !NAMESPACE_TYPES.contains(&typ) {
+                return Err(Error::spec(
+                    format!("linux.namespaces[{i}]"),
+                    format!("unknown namespace type {typ:?}"),
+                ));
+            }
+        }
+    }
+    if let Some(rls) = value.pointer("/process/rlimits").and_then(Value::as_array) {
+        for (i, rl) in rls.iter().enumerate() {
+            let typ = rl.get("type").and_then(Value::as_str).unwrap_or("");
+            if rlimit_resource(typ).is_none() {
+                return Err(Error::spec(
+                    format!("process.rlimits[{i}]"),
+                    format!("unknown rlimit type {typ:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Semantic checks on a parsed spec.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::spec("config.json", "process is missing"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(Error::spec("config.json", "process.args is empty")),
+    }
+    if process.terminal() == Some(true) {
+        return Err(Error::Unsupported("terminal is not supported yet".into()));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::spec(
+            "process.cwd",
+            format!("{} is not an absolute path", process.cwd().display()),
+        ));
+    }
+    for (i, rl) in process.rlimits().iter().flatten().enumerate() {
+        if rl.soft() > rl.hard() {
+            return Err(Error::spec(
+                format!("process.rlimits[{i}]"),
+                format!(
+                    "{}: soft limit {} exceeds hard limit {}",
+                    rl.typ(),
+                    rl.soft(),
+                    rl.hard()
+                ),
+            ));
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(Error::spec(
+                format!("mounts[{i}].destination"),
+                format!("{} is not an absolute path", m.destination().display()),
+            ));
+        }
+    }
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| nss.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    if !has_mount_ns {
+        return Err(Error::spec(
+            "linux.namespaces",
+            "a mount namespace is required",
+        ));
+    }
+    if let Some(linux) = spec.linux() {
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            match ns.typ() {
+                LinuxNamespaceType::User => {
+                    return Err(Error::Unsupported(
+                        "user namespaces are not supported yet".into(),
+                    ))
+                }
+                LinuxNamespaceType::Time => {
+                    return Err(Error::Unsupported(
+                        "time namespaces are not supported yet".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(path) = ns.path() {
+                if !path.exists() {
+                    return Err(Error::spec(
+                        format!("linux.namespaces[{i}]"),
+                        format!("path {} does not exist", path.display()),
+                    ));
+                }
+            }
+        }
+        if let Some(cg) = linux.cgroups_path() {
+            crate::cgroups::CgroupPath::parse(&cg.to_string_lossy(), "x")?;
+        }
+    }
+    Ok(())
+}
+
+/// The host path of the container's root directory (`<bundle>/<root.path>`).
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+        })
+    }
+
+    fn err_of(v: &Value) -> String {
+        match parse(&v.to_string()) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn accepts_minimal() {
+        assert_eq!(err_of(&base()), "ok");
+    }
+
+    #[test]
+    fn malformed_json() {
+        let e = parse("{")
+            .map(|_| ())
+            .map_err(|e| (e.kind(), e.to_string()));
+        let (kind, msg) = e
+            .err()
+            .unwrap_or((crate::ErrorKind::Internal, String::new()));
+        assert_eq!(kind, crate::ErrorKind::InvalidArgument);
+        assert!(msg.starts_with("config.json: "), "{msg}");
+    }
+
+    #[test]
+    fn empty_args() {
+        let mut v = base();
+        v["process"]["args"] = serde_json::json!([]);
+        assert_eq!(err_of(&v), "config.json: process.args is empty");
+        v["process"].as_object_mut().map(|o| o.remove("args"));
+        assert_eq!(err_of(&v), "config.json: process.args is empty");
+    }
+
+    #[test]
+    fn unknown_namespace() {
+        let mut v = base();
+        v["linux"]["namespaces"][1]["type"] = "bogus".into();
+        assert_eq!(
+            err_of(&v),
+            "linux.namespaces[1]: unknown namespace type \"bogus\""
+        );
+    }
+
+    #[test]
+    fn missing_namespace_path() {
+        let mut v = base();
+        if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
+            a.push(serde_json::json!({"type": "network", "path": "/proc/999999/ns/net"}));
+        }
+        assert_eq!(
+            err_of(&v),
+            "linux.namespaces[2]: path /proc/999999/ns/net does not exist"
+        );
+    }
+
+    #[test]
+    fn rlimits() {
+        let mut v = base();
+        v["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]);
+        assert_eq!(
+            err_of(&v),
+            "process.rlimits[0]: unknown rlimit type \"RLIMIT_BOGUS\""
+        );
+        v["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
+        assert_eq!(
+            err_of(&v),
+            "process.rlimits[0]: RLIMIT_NOFILE: soft limit 10 exceeds hard limit 5"
+        );
+    }
+
+    #[test]
+    fn terminal_unimplemented() {
+        let mut v = base();
+        v["process"]["terminal"] = true.into();
+        let e = parse(&v.to_string())
+            .err()
+            .map(|e| (e.kind(), e.to_string()));
+        assert_eq!(
+            e,
+            Some((
+                crate::ErrorKind::Unimplemented,
+                "terminal is not supported yet".to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn cgroup_dotdot() {
+        let mut v = base();
+        v["linux"]["cgroupsPath"] = "/a/../../b".into();
+        assert!(
+            err_of(&v).starts_with("linux.cgroupsPath: "),
+            "{}",
+            err_of(&v)
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Typed messages between the caller and the container init over a
+//! `SOCK_SEQPACKET` socketpair: one JSON message per packet, fds via `SCM_RIGHTS`.
+//! A failing init step arrives as [`Message::Error`] with its cause; EOF after
+//! `Start` means the CLOEXEC socket was closed by a successful `execve`.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Everything stage 1 needs, sent by the caller after it put stage 1 in the cgroup.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub id: String,
+    /// The bundle directory (relative bind sources are relative to it).
+    pub bundle: String,
+    /// The validated `config.json` text.
+    pub spec: String,
+    /// Host path of the container's root directory.
+    pub rootfs: String,
+    /// v1 hierarchies to bind for a `cgroup` mount (empty on v2).
+    pub cgroup_v1: Vec<crate::cgroups::V1Bind>,
+    pub cgroup_v2: bool,
+}
+
+/// A message on the sync channel.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// Caller → stage 1, with the workload's stdin fd attached.
+    Config(Box<InitConfig>),
+    /// Stage 1 → caller: host pid of stage 2, with a pidfd for it attached.
+    Stage2Pid(i32),
+    /// Stage 2 → caller: set up, waiting for `Start`.
+    Ready,
+    /// Caller → stage 2: go ahead and `execve`.
+    Start,
+    /// Init → caller: a setup step failed.
+    Error {
+        step: String,
+        cause: String,
+        kind: ErrorKind,
+    },
+}
+
+/// One end of the sync channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+const MAX_FDS: usize = 4;
+
+impl Channel {
+    /// A connected pair; both ends are CLOEXEC.
+    pub fn pair() -> Result<(Channel, OwnedFd)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair for the sync channel", e))?;
+        Ok((Channel { fd: a }, b))
+    }
+
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    /// Sends `msg` with `fds` attached.
+    pub fn send(&self, msg: &Message, fds: &[RawFd]) -> Result<()> {
+        let buf = serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+        let iov = [IoSlice::new(&buf)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("send on the sync channel", e)),
+            }
+        }
+    }
+
+    /// Receives one message and any fds attached; `None` at EOF.
+    pub fn recv(&self) -> Result<Option<(Message, Vec<OwnedFd>)>> {
+        let len = loop {
+            let mut probe = [0u8; 1];
+            let mut iov = [IoSliceMut::new(&mut probe)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(r) => break r.bytes,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receive on the sync channel", e)),
+            }
+        };
+        let mut buf = vec![0u8; len.max(1)];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (bytes, fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_buf),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(r) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cmsgs) = r.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(raw) = c {
+                                // SAFETY: the kernel just installed these fds for us.
+                                fds.extend(
+                                    raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }),
+                                );
+                            }
+                        }
+                    }
+                    break (r.bytes, fds);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receive on the sync channel", e)),
+            }
+        };
+        if bytes == 0 {
+            return Ok(None);
+        }
+        let msg = serde_json::from_slice(&buf[..bytes])
+            .map_err(|e| Error::Protocol(format!("decode: {e}")))?;
+        Ok(Some((msg, fds)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_with_fd() -> Result<()> {
+        let (a, b) = Channel::pair()?;
+        let b = Channel::from_fd(b);
+        let (_x, y) = Channel::pair()?;
+        a.send(&Message::Stage2Pid(42), &[y.as_raw_fd()])?;
+        match b.recv()? {
+            Some((Message::Stage2Pid(42), fds)) => assert_eq!(fds.len(), 1),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(a);
+        assert!(b.recv()?.is_none());
+        Ok(())
+    }
+}

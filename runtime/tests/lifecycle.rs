@@ -1,0 +1,235 @@
+//! Library-level lifecycle tests (kill, pids, destroy before start,
+//! cleanup_bundle, containerd-style rootfs mounts). This test binary is also
+//! the container init, so it has its own `main`. Needs root.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use common::{default_spec, is_root, Bundle};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::json;
+use tent_runtime::{
+    cleanup_bundle, Container, CreateRequest, ErrorKind, InitExe, RootfsMount, Stdio,
+};
+
+fn pipe_stdout() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe().expect("pipe")
+}
+
+fn create(b: &Bundle, exe: &InitExe, mounts: &[RootfsMount], stdout: Option<OwnedFd>) -> Container {
+    Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: mounts,
+        stdio: Stdio {
+            stdin: None,
+            stdout,
+            stderr: None,
+        },
+        init_exe: exe,
+    })
+    .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
+}
+
+/// Reaps children until `pid` exits; returns its wait status.
+fn wait_for(pid: i32) -> WaitStatus {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("waitpid: {e}"),
+        }
+    }
+}
+
+fn read_all(fd: OwnedFd) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    let _ = std::fs::File::from(fd).read_to_string(&mut s);
+    s
+}
+
+fn kill_init_and_all(exe: &InitExe) {
+    let b = Bundle::new("kill");
+    b.write_config(&default_spec(&["sh", "-c", "sleep 100 & sleep 100 & wait"]));
+    let mut c = create(&b, exe, &[], None);
+    c.start().expect("start");
+    // Give the shell a moment to fork its children.
+    let mut pids = Vec::new();
+    for _ in 0..100 {
+        pids = c.pids().expect("pids");
+        if pids.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(pids.contains(&c.pid()), "{pids:?} lacks init {}", c.pid());
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    c.kill(libc::SIGKILL, true).expect("kill all");
+    match wait_for(c.pid()) {
+        WaitStatus::Signaled(_, sig, _) => assert_eq!(sig as i32, libc::SIGKILL),
+        other => panic!("unexpected {other:?}"),
+    }
+    let e = c
+        .kill(libc::SIGTERM, false)
+        .expect_err("signal to exited init");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert_eq!(e.to_string(), "process already finished");
+    c.destroy().expect("destroy");
+    b.assert_clean();
+}
+
+fn kill_one(exe: &InitExe) {
+    let b = Bundle::new("killone");
+    b.write_config(&default_spec(&["sleep", "100"]));
+    let mut c = create(&b, exe, &[], None);
+    c.start().expect("start");
+    c.kill(libc::SIGKILL, false).expect("kill");
+    assert!(matches!(wait_for(c.pid()), WaitStatus::Signaled(..)));
+    c.destroy().expect("destroy");
+    b.assert_clean();
+}
+
+fn destroy_before_start(exe: &InitExe) {
+    let b = Bundle::new("nostart");
+    b.write_config(&default_spec(&["true"]));
+    let c = create(&b, exe, &[], None);
+    let pid = c.pid();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(b.dir.join("tent-state.json").exists());
+    c.destroy().expect("destroy");
+    wait_for(pid);
+    b.assert_clean();
+}
+
+fn cleanup_after_crash(exe: &InitExe) {
+    let b = Bundle::new("crash");
+    b.write_config(&default_spec(&["sleep", "100"]));
+    let mut c = create(&b, exe, &[], None);
+    c.start().expect("start");
+    let pid = c.pid();
+    std::mem::forget(c); // the "shim" dies without destroying
+    let got = cleanup_bundle(&b.dir, &b.id).expect("cleanup_bundle");
+    assert_eq!(got, Some(pid));
+    assert!(matches!(wait_for(pid), WaitStatus::Signaled(..)));
+    b.assert_clean();
+    assert_eq!(cleanup_bundle(&b.dir, &b.id).expect("second cleanup"), None);
+}
+
+fn rootfs_mounts(exe: &InitExe) {
+    // The image lives elsewhere; the bundle's rootfs starts empty.
+    let image = Bundle::new("image");
+    for kind in ["bind", "overlay"] {
+        let b = Bundle::new(&format!("mnt{kind}"));
+        std::fs::remove_dir_all(b.rootfs()).expect("empty rootfs");
+        b.write_config(&default_spec(&[
+            "sh",
+            "-c",
+            "echo via-$0; touch /tmp/x 2>&1 | grep -c Read-only",
+            kind,
+        ]));
+        let mount = if kind == "bind" {
+            RootfsMount {
+                kind: "bind".into(),
+                source: image.rootfs().to_string_lossy().into_owned(),
+                target: String::new(),
+                options: vec!["rbind".into(), "rw".into()],
+            }
+        } else {
+            let (upper, work) = (b.dir.join("upper"), b.dir.join("work"));
+            std::fs::create_dir_all(&upper).expect("upper");
+            std::fs::create_dir_all(&work).expect("work");
+            RootfsMount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                target: String::new(),
+                options: vec![
+                    format!("workdir={}", work.display()),
+                    format!("upperdir={}", upper.display()),
+                    format!("lowerdir={}", image.rootfs().display()),
+                ],
+            }
+        };
+        let (r, w) = pipe_stdout();
+        let mut c = create(&b, exe, &[mount], Some(w));
+        c.start().expect("start");
+        assert!(matches!(wait_for(c.pid()), WaitStatus::Exited(_, 0)));
+        c.destroy().expect("destroy");
+        assert_eq!(read_all(r), format!("via-{kind}\n1\n"));
+        b.assert_clean();
+    }
+}
+
+fn start_failure_is_reported(exe: &InitExe) {
+    let b = Bundle::new("oom");
+    let mut spec = default_spec(&["true"]);
+    spec["process"]["oomScoreAdj"] = json!(-998);
+    b.write_config(&spec);
+    let mut c = create(&b, exe, &[], None);
+    match c.start() {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("oom_score_adj"), "{msg}");
+            assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{msg}");
+        }
+        Ok(()) => eprintln!("  (this host allows lowering oom_score_adj)"),
+    }
+    wait_for(c.pid());
+    c.destroy().expect("destroy");
+    b.assert_clean();
+}
+
+fn unsupported_user_namespace(exe: &InitExe) {
+    let b = Bundle::new("userns");
+    let mut spec = default_spec(&["true"]);
+    if let Some(a) = spec["linux"]["namespaces"].as_array_mut() {
+        a.push(json!({"type": "user"}));
+    }
+    b.write_config(&spec);
+    let e = Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: &[],
+        stdio: Stdio::default(),
+        init_exe: exe,
+    })
+    .expect_err("user namespace");
+    assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
+    b.assert_clean();
+}
+
+/// One lifecycle test.
+type TestFn = fn(&InitExe);
+
+fn main() {
+    if tent_runtime::is_init_invocation() {
+        tent_runtime::init_main();
+    }
+    if !is_root() {
+        eprintln!("lifecycle tests skipped: need root");
+        return;
+    }
+    tent_runtime::set_child_subreaper().expect("subreaper");
+    let exe = InitExe::seal_current().expect("seal");
+    let tests: &[(&str, TestFn)] = &[
+        ("kill_init_and_all", kill_init_and_all),
+        ("kill_one", kill_one),
+        ("destroy_before_start", destroy_before_start),
+        ("cleanup_after_crash", cleanup_after_crash),
+        ("rootfs_mounts", rootfs_mounts),
+        ("start_failure_is_reported", start_failure_is_reported),
+        ("unsupported_user_namespace", unsupported_user_namespace),
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    for (name, f) in tests {
+        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
+            continue;
+        }
+        eprintln!("test {name} ...");
+        f(&exe);
+        eprintln!("test {name} ... ok");
+    }
+}
