@@ -15,7 +15,7 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("{0} is not implemented by tent yet")]
+    #[error("not implemented: {0}")]
     Unimplemented(String),
     #[error("{context}: {source}")]
     Io {

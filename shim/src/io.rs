@@ -29,6 +29,10 @@ pub struct StdioPaths {
 pub struct StdinCloser(Option<oneshot::Sender<()>>);
 
 impl StdinCloser {
+    pub fn new(tx: oneshot::Sender<()>) -> Self {
+        StdinCloser(Some(tx))
+    }
+
     pub fn close(&mut self) {
         if let Some(tx) = self.0.take() {
             let _ = tx.send(());
@@ -36,18 +40,34 @@ impl StdinCloser {
     }
 }
 
+/// Who the streams belong to (for `binary://` loggers).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub container_id: &'a str,
+    pub namespace: &'a str,
+}
+
 /// Opens the three streams; returns them and, when stdin is used, its closer.
-pub fn open(paths: &StdioPaths) -> Result<(Stdio, Option<StdinCloser>)> {
+pub fn open(paths: &StdioPaths, owner: Owner<'_>) -> Result<(Stdio, Option<StdinCloser>)> {
     let (stdin, closer) = if paths.stdin.is_empty() {
         (None, None)
     } else {
         let (read_end, closer) = feed_stdin(&paths.stdin)?;
         (Some(read_end), Some(closer))
     };
+    let (stdout, stderr) = if paths.stdout.starts_with("binary://") {
+        let (out, err) = crate::logger::spawn(&paths.stdout, owner)?;
+        (Some(out), Some(err))
+    } else {
+        (
+            open_output("stdout", &paths.stdout)?,
+            open_output("stderr", &paths.stderr)?,
+        )
+    };
     let stdio = Stdio {
         stdin,
-        stdout: open_output("stdout", &paths.stdout)?,
-        stderr: open_output("stderr", &paths.stderr)?,
+        stdout,
+        stderr,
     };
     Ok((stdio, closer))
 }
@@ -61,14 +81,18 @@ fn feed_stdin(path: &str) -> Result<(OwnedFd, StdinCloser)> {
         .map_err(|e| Error::io(format!("open stdin {path}"), e))?;
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("create stdin pipe", e.into()))?;
-    let sender = pipe::Sender::from_owned_fd(write_end)
-        .map_err(|e| Error::io("register stdin pipe", e))?;
+    let sender =
+        pipe::Sender::from_owned_fd(write_end).map_err(|e| Error::io("register stdin pipe", e))?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(copy_stdin(fifo, sender, rx));
     Ok((read_end, StdinCloser(Some(tx))))
 }
 
-async fn copy_stdin(mut fifo: pipe::Receiver, mut sink: pipe::Sender, mut closed: oneshot::Receiver<()>) {
+async fn copy_stdin(
+    mut fifo: pipe::Receiver,
+    mut sink: pipe::Sender,
+    mut closed: oneshot::Receiver<()>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let step = async {
@@ -141,8 +165,8 @@ mod tests {
         let uri = format!("file://{}", log.display());
         assert!(open_output("stdout", &uri).expect("file uri").is_some());
         assert!(log.exists());
-        let err = open_output("stdout", "binary:///usr/bin/logger").expect_err("binary");
-        assert!(err.to_string().contains("binary://"), "{err}");
+        let err = open_output("stdout", "tcp://127.0.0.1:1").expect_err("tcp");
+        assert!(err.to_string().contains("tcp://"), "{err}");
         assert!(open_output("stdout", "").expect("empty").is_none());
         let err = open_output("stderr", "/nonexistent/dir/fifo").expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/dir/fifo"), "{err}");

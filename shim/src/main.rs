@@ -5,10 +5,15 @@
 //! for every container, and that check comes first, before any thread exists.
 
 mod args;
+mod console;
 mod delete;
 mod error;
 mod events;
 mod io;
+mod logger;
+mod metrics;
+mod oom;
+mod process;
 mod server;
 mod service;
 mod start;

@@ -90,6 +90,7 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
     let shim = Arc::new(Shim::new(
         Box::new(ContainerdEvents::new(publisher, flags.namespace.clone())),
         init_exe,
+        flags.namespace.clone(),
     ));
 
     let mut services = create_task(Arc::new(TaskService(shim.clone())));

@@ -1,13 +1,17 @@
-//! The containerd Task API: a thin ttrpc adapter over [`Shim`]'s plain methods.
+//! The containerd Task API. [`Shim`] holds the logic as plain async methods;
+//! [`TaskService`] is the thin ttrpc adapter (one line per RPC).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::{self, *};
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
+};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::Task as TaskApi;
@@ -19,24 +23,29 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::io::{self, StdioPaths};
-use crate::task::{Exit, Status, Task};
+use crate::process::{lock, Exit, Process, Status};
+use crate::task::{Exec, ProcessRef, Task};
+use crate::{console, metrics, oom};
 
-/// How many exits of unknown pids to remember (exits that race a task's registration).
-const UNCLAIMED_EXITS: usize = 128;
-/// How long Delete of a never-started task waits for the killed init to be reaped.
+/// How many exits of unknown pids to remember (exits that race a process's registration).
+const UNCLAIMED_EXITS: usize = 256;
+/// How long Delete of a never-started process waits for the killed process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long an exit event waits for a terminal's output to drain.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// All containers this shim process serves (one, or a whole pod).
 pub struct Shim {
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     unclaimed_exits: Mutex<VecDeque<(i32, u32)>>,
-    events: Box<dyn EventSink>,
+    pub(crate) events: Box<dyn EventSink>,
     init_exe: tent_runtime::InitExe,
+    namespace: String,
     /// Notified when containerd asks the shim to shut down and nothing is left to serve.
     pub shutdown: Notify,
 }
 
-fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
+pub(crate) fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     MessageField::some(Timestamp {
         seconds: d.as_secs() as i64,
@@ -45,27 +54,22 @@ fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn no_exec(exec_id: &str, rpc: &str) -> Result<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Unimplemented(format!(
-            "{rpc} of exec process {exec_id}: exec"
-        )))
-    }
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Runtime(r) if r.kind() == tent_runtime::ErrorKind::NotFound)
 }
 
 impl Shim {
-    pub fn new(events: Box<dyn EventSink>, init_exe: tent_runtime::InitExe) -> Self {
+    pub fn new(
+        events: Box<dyn EventSink>,
+        init_exe: tent_runtime::InitExe,
+        namespace: String,
+    ) -> Self {
         Shim {
             tasks: Mutex::new(HashMap::new()),
             unclaimed_exits: Mutex::new(VecDeque::new()),
             events,
             init_exe,
+            namespace,
             shutdown: Notify::new(),
         }
     }
@@ -79,9 +83,17 @@ impl Shim {
 
     /// Called by the reaper for every reaped child.
     pub async fn on_exit(&self, pid: i32, status: u32) {
-        let task = lock(&self.tasks).values().find(|t| t.pid == pid).cloned();
-        match task {
-            Some(task) => self.record_exit(&task, status).await,
+        let found = lock(&self.tasks).values().find_map(|t| {
+            if t.init.pid() == pid {
+                return Some((t.clone(), ProcessRef::Init));
+            }
+            lock(&t.execs)
+                .values()
+                .find(|e| e.process.pid() == pid)
+                .map(|e| (t.clone(), ProcessRef::Exec(e.clone())))
+        });
+        match found {
+            Some((task, process)) => self.record_exit(&task, &process, status).await,
             None => {
                 let mut unclaimed = lock(&self.unclaimed_exits);
                 if unclaimed.len() == UNCLAIMED_EXITS {
@@ -92,20 +104,35 @@ impl Shim {
         }
     }
 
-    async fn record_exit(&self, task: &Task, status: u32) {
-        if !task.set_exited(status) {
+    /// An exit reaped before its pid was registered.
+    fn claim_early_exit(&self, pid: i32) -> Option<u32> {
+        let mut unclaimed = lock(&self.unclaimed_exits);
+        let pos = unclaimed.iter().position(|(p, _)| *p == pid)?;
+        unclaimed.remove(pos).map(|(_, status)| status)
+    }
+
+    async fn record_exit(&self, task: &Task, process: &ProcessRef, status: u32) {
+        let p = process.get(task);
+        if !p.set_exited(status) {
             return;
         }
-        let at = task.exit().map(|e| e.at).unwrap_or_else(SystemTime::now);
+        // A terminal's last output must reach containerd before the exit does.
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, p.output_drained()).await;
+        let at = p.exit().map(|e| e.at).unwrap_or_else(SystemTime::now);
         log::info!(
-            "container {} (pid {}) exited with {status}",
+            "container {} {} (pid {}) exited with {status}",
             task.id,
-            task.pid
+            p.label(),
+            p.pid()
         );
         let event = TaskExit {
             container_id: task.id.clone(),
-            id: task.id.clone(),
-            pid: task.pid as u32,
+            id: if p.exec_id.is_empty() {
+                task.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            pid: p.pid() as u32,
             exit_status: status,
             exited_at: timestamp(at),
             ..Default::default()
@@ -115,7 +142,40 @@ impl Shim {
             .await;
     }
 
-    pub async fn create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+    /// Opens a process's streams; with a terminal only the FIFOs' paths are kept
+    /// (the pty copy starts once the master exists). A `binary://` logger is started
+    /// off the reactor, since we wait for it to say it is ready.
+    async fn open_stdio(
+        &self,
+        container_id: &str,
+        process: &Process,
+    ) -> Result<tent_runtime::Stdio> {
+        if process.stdio.terminal {
+            return Ok(tent_runtime::Stdio::default());
+        }
+        let paths = process.stdio.clone();
+        let (id, namespace) = (container_id.to_string(), self.namespace.clone());
+        let open = move || {
+            io::open(
+                &paths,
+                io::Owner {
+                    container_id: &id,
+                    namespace: &namespace,
+                },
+            )
+        };
+        let (stdio, closer) = if process.stdio.stdout.starts_with("binary://") {
+            tokio::task::spawn_blocking(open)
+                .await
+                .map_err(|e| Error::Internal(format!("open log binary: {e}")))??
+        } else {
+            open()?
+        };
+        process.set_stdin(closer);
+        Ok(stdio)
+    }
+
+    pub async fn create(self: &Arc<Self>, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if req.id.is_empty() {
             return Err(Error::InvalidArgument(
                 "create: container id is empty".into(),
@@ -129,16 +189,16 @@ impl Shim {
                 "create from a checkpoint (tent does not checkpoint)".into(),
             ));
         }
-        if req.terminal {
-            return Err(Error::Unimplemented("terminal (tty) containers".into()));
-        }
-        let stdio_paths = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        let (stdio, stdin_closer) = io::open(&stdio_paths)?;
+        let init = Process::new(
+            "",
+            StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+        );
+        let stdio = self.open_stdio(&req.id, &init).await?;
         let rootfs: Vec<tent_runtime::RootfsMount> = req
             .rootfs
             .iter()
@@ -152,7 +212,7 @@ impl Shim {
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         let init_exe = self.init_exe.clone();
-        let container = tokio::task::spawn_blocking(move || {
+        let mut container = tokio::task::spawn_blocking(move || {
             tent_runtime::Container::create(tent_runtime::CreateRequest {
                 id: &id,
                 bundle: &bundle,
@@ -164,10 +224,18 @@ impl Shim {
         .await
         .map_err(|e| Error::Internal(format!("create: {e}")))??;
 
-        let task = Arc::new(Task::new(container, stdio_paths, stdin_closer));
-        let pid = task.pid;
+        if let Some(master) = container.take_console() {
+            console::attach(&init, master)?;
+        }
+        let oom_watcher = container.oom_watcher();
+        let task = Arc::new(Task::new(container, init));
+        let pid = task.init.pid();
         lock(&self.tasks).insert(req.id.clone(), task.clone());
         log::info!("created container {} (pid {pid})", req.id);
+        match oom_watcher {
+            Ok(watcher) => oom::watch(self.clone(), task.id.clone(), watcher),
+            Err(e) => log::warn!("container {}: no OOM notifications: {e}", req.id),
+        }
 
         let event = TaskCreate {
             container_id: req.id.clone(),
@@ -187,15 +255,9 @@ impl Shim {
         self.events
             .publish(topics::TASK_CREATE_EVENT_TOPIC, Box::new(event))
             .await;
-
-        // The init may have died (e.g. killed from outside) before we knew its pid.
-        let early = {
-            let mut unclaimed = lock(&self.unclaimed_exits);
-            let pos = unclaimed.iter().position(|(p, _)| *p == pid);
-            pos.and_then(|i| unclaimed.remove(i))
-        };
-        if let Some((_, status)) = early {
-            self.record_exit(&task, status).await;
+        // The init may have been killed from outside before we knew its pid.
+        if let Some(status) = self.claim_early_exit(pid) {
+            self.record_exit(&task, &ProcessRef::Init, status).await;
         }
         Ok(CreateTaskResponse {
             pid: pid as u32,
@@ -204,28 +266,148 @@ impl Shim {
     }
 
     pub async fn start(&self, req: StartRequest) -> Result<StartResponse> {
-        no_exec(&req.exec_id, "start")?;
         let task = self.task(&req.id)?;
-        task.set_running()?;
-        task.with_container("start", |c| c.start()).await?;
-        let event = TaskStart {
-            container_id: task.id.clone(),
-            pid: task.pid as u32,
-            ..Default::default()
+        let process = task.process(&req.exec_id)?;
+        let pid = match &process {
+            ProcessRef::Init => {
+                task.init.set_running()?;
+                task.with_container_mut("start", |c| c.start()).await?;
+                let event = TaskStart {
+                    container_id: task.id.clone(),
+                    pid: task.init.pid() as u32,
+                    ..Default::default()
+                };
+                self.events
+                    .publish(topics::TASK_START_EVENT_TOPIC, Box::new(event))
+                    .await;
+                task.init.pid()
+            }
+            ProcessRef::Exec(exec) => self.start_exec(&task, exec).await?,
         };
-        self.events
-            .publish(topics::TASK_START_EVENT_TOPIC, Box::new(event))
-            .await;
         Ok(StartResponse {
-            pid: task.pid as u32,
+            pid: pid as u32,
             ..Default::default()
         })
     }
 
-    pub async fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
-        no_exec(&req.exec_id, "wait")?;
+    async fn start_exec(&self, task: &Arc<Task>, exec: &Arc<Exec>) -> Result<i32> {
+        match task.init.status() {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot exec in paused container {}",
+                    task.id
+                )))
+            }
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot exec in container {} in state {other:?}",
+                    task.id
+                )))
+            }
+        }
+        exec.process.set_running()?;
+        let stdio = self.open_stdio(&task.id, &exec.process).await?;
+        let spec = exec.spec.clone();
+        let handle = task
+            .with_container("exec", move |c| {
+                c.exec(tent_runtime::ExecRequest {
+                    process: &spec,
+                    stdio,
+                })
+            })
+            .await;
+        let mut handle = match handle {
+            Ok(h) => h,
+            Err(e) => {
+                // Failed before the workload ran: the exec is over, as with runc.
+                exec.process.set_exited(128);
+                exec.process.close_stdin();
+                return Err(e);
+            }
+        };
+        let pid = handle.pid;
+        exec.process.set_pid(pid);
+        if let Some(master) = handle.console.take() {
+            console::attach(&exec.process, master)?;
+        }
+        *lock(&exec.handle) = Some(handle);
+        let event = TaskExecStarted {
+            container_id: task.id.clone(),
+            exec_id: exec.process.exec_id.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        };
+        self.events
+            .publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event))
+            .await;
+        if let Some(status) = self.claim_early_exit(pid) {
+            self.record_exit(task, &ProcessRef::Exec(exec.clone()), status)
+                .await;
+        }
+        Ok(pid)
+    }
+
+    pub async fn exec(&self, req: ExecProcessRequest) -> Result<()> {
         let task = self.task(&req.id)?;
-        let exit = task.wait().await;
+        if req.exec_id.is_empty() {
+            return Err(Error::InvalidArgument("exec: exec id is empty".into()));
+        }
+        let spec_json = req
+            .spec
+            .as_ref()
+            .map(|any| any.value.as_slice())
+            .unwrap_or_default();
+        let spec: oci_spec::runtime::Process = serde_json::from_slice(spec_json).map_err(|e| {
+            Error::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+        })?;
+        if spec.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::InvalidArgument(format!(
+                "exec {}: process.args is empty",
+                req.exec_id
+            )));
+        }
+        if matches!(task.init.status(), Status::Stopped) {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot exec in stopped container {}",
+                task.id
+            )));
+        }
+        let exec = Arc::new(Exec {
+            process: Process::new(
+                &req.exec_id,
+                StdioPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+            ),
+            spec,
+            handle: Mutex::new(None),
+        });
+        {
+            let mut execs = lock(&task.execs);
+            if execs.contains_key(&req.exec_id) {
+                return Err(Error::AlreadyExists(format!("exec {}", req.exec_id)));
+            }
+            execs.insert(req.exec_id.clone(), exec);
+        }
+        let event = TaskExecAdded {
+            container_id: task.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        };
+        self.events
+            .publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event))
+            .await;
+        Ok(())
+    }
+
+    pub async fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
+        let task = self.task(&req.id)?;
+        let process = task.process(&req.exec_id)?;
+        let exit = process.get(&task).wait().await;
         Ok(WaitResponse {
             exit_status: exit.status,
             exited_at: timestamp(exit.at),
@@ -234,58 +416,68 @@ impl Shim {
     }
 
     pub async fn kill(&self, req: KillRequest) -> Result<()> {
-        no_exec(&req.exec_id, "kill")?;
         let task = self.task(&req.id)?;
-        if task.status() == Status::Stopped && !req.all {
-            return Err(Error::NotFound(format!(
-                "{}: process already finished",
-                task.id
-            )));
+        let signal = req.signal as i32;
+        match task.process(&req.exec_id)? {
+            ProcessRef::Init => {
+                if task.init.status() == Status::Stopped && !req.all {
+                    return Err(Error::NotFound(format!(
+                        "{}: process already finished",
+                        task.id
+                    )));
+                }
+                let all = req.all;
+                task.with_container("kill", move |c| c.kill(signal, all))
+                    .await
+            }
+            ProcessRef::Exec(exec) => {
+                if exec.process.status() == Status::Stopped {
+                    return Err(Error::NotFound(format!(
+                        "exec {}: process already finished",
+                        exec.process.exec_id
+                    )));
+                }
+                match lock(&exec.handle).as_ref() {
+                    Some(h) => h.kill(signal).map_err(Error::from),
+                    None => Err(Error::FailedPrecondition(format!(
+                        "exec {} is not started",
+                        exec.process.exec_id
+                    ))),
+                }
+            }
         }
-        let (signal, all) = (req.signal as i32, req.all);
-        task.with_container("kill", move |c| c.kill(signal, all))
-            .await
     }
 
     pub async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
-        no_exec(&req.exec_id, "delete")?;
         let task = self.task(&req.id)?;
-        match task.status() {
-            Status::Running => {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot delete running task {}",
-                    task.id
-                )))
-            }
-            Status::Created => {
-                // Never started: the init is waiting for `start`; end it first.
-                task.with_container("delete", |c| c.kill(libc::SIGKILL, false))
-                    .await
-                    .or_else(|e| match e {
-                        Error::Runtime(ref r) if r.kind() == tent_runtime::ErrorKind::NotFound => {
-                            Ok(())
-                        }
-                        e => Err(e),
-                    })?;
-                if tokio::time::timeout(KILL_WAIT, task.wait()).await.is_err() {
-                    return Err(Error::Internal(format!(
-                        "delete {}: init pid {} did not exit after SIGKILL",
-                        task.id, task.pid
+        let exit = match task.process(&req.exec_id)? {
+            ProcessRef::Exec(exec) => {
+                let p = &exec.process;
+                if matches!(p.status(), Status::Running | Status::Paused) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "cannot delete running exec {}",
+                        p.exec_id
                     )));
                 }
+                lock(&task.execs).remove(&p.exec_id);
+                p.close_stdin();
+                let exit = p.exit().unwrap_or(Exit {
+                    status: 0,
+                    at: SystemTime::now(),
+                });
+                return Ok(DeleteResponse {
+                    pid: p.pid() as u32,
+                    exit_status: exit.status,
+                    exited_at: timestamp(exit.at),
+                    ..Default::default()
+                });
             }
-            Status::Stopped => {}
-        }
-        task.destroy().await?;
-        lock(&self.tasks).remove(&task.id);
-        let exit = task.exit().unwrap_or(Exit {
-            status: 0,
-            at: SystemTime::now(),
-        });
+            ProcessRef::Init => self.delete_init(&task).await?,
+        };
         let event = TaskDelete {
             container_id: task.id.clone(),
             id: task.id.clone(),
-            pid: task.pid as u32,
+            pid: task.init.pid() as u32,
             exit_status: exit.status,
             exited_at: timestamp(exit.at),
             ..Default::default()
@@ -295,33 +487,74 @@ impl Shim {
             .await;
         log::info!("deleted container {}", task.id);
         Ok(DeleteResponse {
-            pid: task.pid as u32,
+            pid: task.init.pid() as u32,
             exit_status: exit.status,
             exited_at: timestamp(exit.at),
             ..Default::default()
         })
     }
 
+    async fn delete_init(&self, task: &Arc<Task>) -> Result<Exit> {
+        match task.init.status() {
+            Status::Running | Status::Paused => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot delete running task {}",
+                    task.id
+                )))
+            }
+            Status::Created => {
+                // Never started: the init waits for `start`; end it first.
+                task.with_container("delete", |c| c.kill(libc::SIGKILL, true))
+                    .await
+                    .or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) })?;
+                if tokio::time::timeout(KILL_WAIT, task.init.wait())
+                    .await
+                    .is_err()
+                {
+                    return Err(Error::Internal(format!(
+                        "delete {}: init pid {} did not exit after SIGKILL",
+                        task.id,
+                        task.init.pid()
+                    )));
+                }
+            }
+            Status::Stopped => {}
+        }
+        task.destroy().await?;
+        lock(&self.tasks).remove(&task.id);
+        for exec in lock(&task.execs).drain() {
+            exec.1.process.close_stdin();
+        }
+        task.init.close_stdin();
+        Ok(task.init.exit().unwrap_or(Exit {
+            status: 0,
+            at: SystemTime::now(),
+        }))
+    }
+
     pub async fn state(&self, req: StateRequest) -> Result<StateResponse> {
-        no_exec(&req.exec_id, "state")?;
         let task = self.task(&req.id)?;
-        let status = match task.status() {
+        let process = task.process(&req.exec_id)?;
+        let p = process.get(&task);
+        let status = match p.status() {
             Status::Created => api::Status::CREATED,
             Status::Running => api::Status::RUNNING,
+            Status::Paused => api::Status::PAUSED,
             Status::Stopped => api::Status::STOPPED,
         };
-        let exit = task.exit();
+        let exit = p.exit();
         Ok(StateResponse {
             id: task.id.clone(),
             bundle: task.bundle.display().to_string(),
-            pid: task.pid as u32,
+            pid: p.pid() as u32,
             status: status.into(),
-            stdin: task.stdio.stdin.clone(),
-            stdout: task.stdio.stdout.clone(),
-            stderr: task.stdio.stderr.clone(),
-            terminal: task.stdio.terminal,
+            stdin: p.stdio.stdin.clone(),
+            stdout: p.stdio.stdout.clone(),
+            stderr: p.stdio.stderr.clone(),
+            terminal: p.stdio.terminal,
             exit_status: exit.map(|e| e.status).unwrap_or_default(),
             exited_at: exit.map(|e| timestamp(e.at)).unwrap_or_default(),
+            exec_id: p.exec_id.clone(),
             ..Default::default()
         })
     }
@@ -329,22 +562,104 @@ impl Shim {
     pub async fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
         let task = self.task(&req.id)?;
         let pids = task.with_container("pids", |c| c.pids()).await?;
-        Ok(PidsResponse {
-            processes: pids
-                .into_iter()
-                .map(|pid| ProcessInfo {
+        let exec_ids: HashMap<i32, String> = lock(&task.execs)
+            .values()
+            .map(|e| (e.process.pid(), e.process.exec_id.clone()))
+            .collect();
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let info = exec_ids
+                    .get(&pid)
+                    .and_then(|exec_id| metrics::process_details(exec_id));
+                ProcessInfo {
                     pid: pid as u32,
+                    info: info.into(),
                     ..Default::default()
-                })
-                .collect(),
+                }
+            })
+            .collect();
+        Ok(PidsResponse {
+            processes,
             ..Default::default()
         })
+    }
+
+    pub async fn pause(&self, req: PauseRequest) -> Result<()> {
+        let task = self.task(&req.id)?;
+        task.init.set_paused(true)?;
+        if let Err(e) = task.with_container("pause", |c| c.pause()).await {
+            let _ = task.init.set_paused(false);
+            return Err(e);
+        }
+        let event = TaskPaused {
+            container_id: task.id.clone(),
+            ..Default::default()
+        };
+        self.events
+            .publish(topics::TASK_PAUSED_EVENT_TOPIC, Box::new(event))
+            .await;
+        Ok(())
+    }
+
+    pub async fn resume(&self, req: ResumeRequest) -> Result<()> {
+        let task = self.task(&req.id)?;
+        if task.init.status() != Status::Paused {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot resume container {} in state {:?}",
+                task.id,
+                task.init.status()
+            )));
+        }
+        task.with_container("resume", |c| c.resume()).await?;
+        let _ = task.init.set_paused(false);
+        let event = TaskResumed {
+            container_id: task.id.clone(),
+            ..Default::default()
+        };
+        self.events
+            .publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event))
+            .await;
+        Ok(())
+    }
+
+    pub async fn update(&self, req: UpdateTaskRequest) -> Result<()> {
+        let task = self.task(&req.id)?;
+        let json = req
+            .resources
+            .as_ref()
+            .map(|any| any.value.as_slice())
+            .unwrap_or_default();
+        if json.is_empty() {
+            return Err(Error::InvalidArgument("update: no resources given".into()));
+        }
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(json)
+            .map_err(|e| Error::InvalidArgument(format!("update: resources: {e}")))?;
+        task.with_container("update", move |c| c.update(&resources))
+            .await
+    }
+
+    pub async fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
+        let task = self.task(&req.id)?;
+        let stats = task.with_container("stats", |c| c.stats()).await?;
+        Ok(StatsResponse {
+            stats: MessageField::some(metrics::to_any(&stats)?),
+            ..Default::default()
+        })
+    }
+
+    pub async fn resize_pty(&self, req: ResizePtyRequest) -> Result<()> {
+        let task = self.task(&req.id)?;
+        let process = task.process(&req.exec_id)?;
+        process
+            .get(&task)
+            .with_console(|master| console::resize(master, req.width, req.height))
     }
 
     pub async fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
         let task_pid = lock(&self.tasks)
             .get(&req.id)
-            .map(|t| t.pid as u32)
+            .map(|t| t.init.pid() as u32)
             .unwrap_or_default();
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -362,21 +677,32 @@ impl Shim {
     }
 
     pub async fn close_io(&self, req: CloseIORequest) -> Result<()> {
-        no_exec(&req.exec_id, "closeIO")?;
         let task = self.task(&req.id)?;
+        let process = task.process(&req.exec_id)?;
         if req.stdin {
-            task.close_stdin();
+            process.get(&task).close_stdin();
         }
         Ok(())
     }
+
+    /// `/tasks/oom` for a container (from its OOM watcher).
+    pub async fn publish_oom(&self, id: &str) {
+        let event = containerd_shim_protos::events::task::TaskOOM {
+            container_id: id.to_string(),
+            ..Default::default()
+        };
+        self.events
+            .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+            .await;
+    }
+
+    pub fn has_task(&self, id: &str) -> bool {
+        lock(&self.tasks).contains_key(id)
+    }
 }
 
-/// The ttrpc face of [`Shim`]: one line per RPC.
+/// The ttrpc face of [`Shim`].
 pub struct TaskService(pub Arc<Shim>);
-
-fn unimplemented<T>(what: &str) -> TtrpcResult<T> {
-    Err(Error::Unimplemented(what.to_string()).into())
-}
 
 #[async_trait]
 impl TaskApi for TaskService {
@@ -417,25 +743,30 @@ impl TaskApi for TaskService {
         self.0.close_io(r).await?;
         Ok(Empty::new())
     }
-    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> TtrpcResult<Empty> {
-        unimplemented("exec")
+    async fn exec(&self, _: &TtrpcContext, r: ExecProcessRequest) -> TtrpcResult<Empty> {
+        self.0.exec(r).await?;
+        Ok(Empty::new())
     }
-    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> TtrpcResult<Empty> {
-        unimplemented("resizePty (terminals)")
+    async fn resize_pty(&self, _: &TtrpcContext, r: ResizePtyRequest) -> TtrpcResult<Empty> {
+        self.0.resize_pty(r).await?;
+        Ok(Empty::new())
     }
-    async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> TtrpcResult<Empty> {
-        unimplemented("pause")
+    async fn pause(&self, _: &TtrpcContext, r: PauseRequest) -> TtrpcResult<Empty> {
+        self.0.pause(r).await?;
+        Ok(Empty::new())
     }
-    async fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> TtrpcResult<Empty> {
-        unimplemented("resume")
+    async fn resume(&self, _: &TtrpcContext, r: ResumeRequest) -> TtrpcResult<Empty> {
+        self.0.resume(r).await?;
+        Ok(Empty::new())
     }
-    async fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> TtrpcResult<Empty> {
-        unimplemented("update")
+    async fn update(&self, _: &TtrpcContext, r: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.0.update(r).await?;
+        Ok(Empty::new())
     }
-    async fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> TtrpcResult<StatsResponse> {
-        unimplemented("stats")
+    async fn stats(&self, _: &TtrpcContext, r: StatsRequest) -> TtrpcResult<StatsResponse> {
+        Ok(self.0.stats(r).await?)
     }
     async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> TtrpcResult<Empty> {
-        unimplemented("checkpoint (tent does not checkpoint)")
+        Err(Error::Unimplemented("checkpoint: tent does not checkpoint containers".into()).into())
     }
 }

@@ -1,129 +1,78 @@
-//! One container as the shim tracks it: an explicit state machine around the
-//! runtime's [`tent_runtime::Container`], plus the exit that waiters wait for.
+//! One container as the shim tracks it: its init process, its exec processes and
+//! the runtime's [`tent_runtime::Container`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
-
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::io::{StdinCloser, StdioPaths};
+use crate::process::{lock, Process};
 
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Stopped,
-}
-
-/// How the init process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
-    pub status: u32,
-    pub at: SystemTime,
+/// An exec process: the shim's view plus the process spec containerd sent.
+pub struct Exec {
+    pub process: Process,
+    pub spec: oci_spec::runtime::Process,
+    pub handle: Mutex<Option<tent_runtime::ExecProcess>>,
 }
 
 pub struct Task {
     pub id: String,
     pub bundle: PathBuf,
-    pub pid: i32,
-    pub stdio: StdioPaths,
-    stdin: Mutex<Option<StdinCloser>>,
-    state: Mutex<Status>,
-    exit: watch::Sender<Option<Exit>>,
-    /// `None` once destroyed.
-    container: Arc<Mutex<Option<tent_runtime::Container>>>,
+    pub init: Process,
+    pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+    /// `None` once destroyed. Read-locked for everything that can run concurrently
+    /// (exec, kill, stats …), write-locked for start and destroy.
+    container: Arc<RwLock<Option<tent_runtime::Container>>>,
 }
 
 impl Task {
-    pub fn new(
-        container: tent_runtime::Container,
-        stdio: StdioPaths,
-        stdin: Option<StdinCloser>,
-    ) -> Self {
-        let (exit, _) = watch::channel(None);
+    pub fn new(container: tent_runtime::Container, init: Process) -> Self {
+        init.set_pid(container.pid());
         Task {
             id: container.id.clone(),
             bundle: container.bundle.clone(),
-            pid: container.pid(),
-            stdio,
-            stdin: Mutex::new(stdin),
-            state: Mutex::new(Status::Created),
-            exit,
-            container: Arc::new(Mutex::new(Some(container))),
+            init,
+            execs: Mutex::new(HashMap::new()),
+            container: Arc::new(RwLock::new(Some(container))),
         }
     }
 
-    fn lock_state(&self) -> MutexGuard<'_, Status> {
-        // A poisoned lock only means a panic elsewhere; the state itself is a plain enum.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn status(&self) -> Status {
-        *self.lock_state()
-    }
-
-    pub fn exit(&self) -> Option<Exit> {
-        *self.exit.borrow()
-    }
-
-    /// Records the init's exit (from the reaper). Returns false if it was already recorded.
-    pub fn set_exited(&self, status: u32) -> bool {
-        let mut state = self.lock_state();
-        if self.exit.borrow().is_some() {
-            return false;
+    /// The process for `exec_id` ("" is the init).
+    pub fn process(&self, exec_id: &str) -> Result<ProcessRef> {
+        if exec_id.is_empty() {
+            return Ok(ProcessRef::Init);
         }
-        *state = Status::Stopped;
-        self.exit.send_replace(Some(Exit {
-            status,
-            at: SystemTime::now(),
-        }));
-        true
+        lock(&self.execs)
+            .get(exec_id)
+            .cloned()
+            .map(ProcessRef::Exec)
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in container {}", self.id)))
     }
 
-    /// Moves Created → Running; fails if the task is in any other state.
-    pub fn set_running(&self) -> Result<()> {
-        let mut state = self.lock_state();
-        match *state {
-            Status::Created => {
-                *state = Status::Running;
-                Ok(())
-            }
-            other => Err(Error::FailedPrecondition(format!(
-                "cannot start task {} in state {other:?}",
-                self.id
-            ))),
-        }
-    }
-
-    /// Closes the workload's stdin (containerd's `CloseIO`).
-    pub fn close_stdin(&self) {
-        if let Some(closer) = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            closer.close();
-        }
-    }
-
-    /// Waits until the init has exited.
-    pub async fn wait(&self) -> Exit {
-        let mut rx = self.exit.subscribe();
-        loop {
-            if let Some(exit) = *rx.borrow_and_update() {
-                return exit;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives as long as `self`; this is unreachable in practice.
-                return Exit {
-                    status: 255,
-                    at: SystemTime::now(),
-                };
-            }
-        }
-    }
-
-    /// Runs a blocking runtime operation on the container on the blocking pool.
+    /// Runs a blocking runtime operation that needs shared access, on the blocking pool.
     pub async fn with_container<T, F>(&self, what: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&tent_runtime::Container) -> tent_runtime::Result<T> + Send + 'static,
+    {
+        let container = self.container.clone();
+        let id = self.id.clone();
+        let label = what.to_string();
+        tokio::task::spawn_blocking(move || {
+            let guard = container.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(c) => f(c).map_err(Error::from),
+                None => Err(Error::FailedPrecondition(format!(
+                    "{label}: container {id} is already deleted"
+                ))),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("{what}: {e}")))?
+    }
+
+    /// Like [`Task::with_container`], with exclusive access.
+    pub async fn with_container_mut<T, F>(&self, what: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut tent_runtime::Container) -> tent_runtime::Result<T> + Send + 'static,
@@ -132,7 +81,7 @@ impl Task {
         let id = self.id.clone();
         let label = what.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut guard = container.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = container.write().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
                 Some(c) => f(c).map_err(Error::from),
                 None => Err(Error::FailedPrecondition(format!(
@@ -148,7 +97,7 @@ impl Task {
     pub async fn destroy(&self) -> Result<()> {
         let container = self.container.clone();
         tokio::task::spawn_blocking(move || {
-            let taken = container.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let taken = container.write().unwrap_or_else(|p| p.into_inner()).take();
             match taken {
                 Some(c) => c.destroy().map_err(Error::from),
                 None => Ok(()),
@@ -156,5 +105,21 @@ impl Task {
         })
         .await
         .map_err(|e| Error::Internal(format!("destroy: {e}")))?
+    }
+}
+
+/// A process of a task, by reference.
+#[derive(Clone)]
+pub enum ProcessRef {
+    Init,
+    Exec(Arc<Exec>),
+}
+
+impl ProcessRef {
+    pub fn get<'a>(&'a self, task: &'a Task) -> &'a Process {
+        match self {
+            ProcessRef::Init => &task.init,
+            ProcessRef::Exec(exec) => &exec.process,
+        }
     }
 }
