@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 
 /// argv[1] of a container init.
 pub(crate) const INIT_MARKER: &str = "__tent_container_init__";
+/// argv[1] of an exec's stage 1 (a new process in a running container).
+pub(crate) const EXEC_MARKER: &str = "__tent_container_exec__";
 /// Environment variable naming the init's sync fd (always 0 at exec time).
 pub(crate) const SYNC_FD_ENV: &str = "_TENT_INIT_SYNC_FD";
 
@@ -27,8 +29,90 @@ pub struct InitExe {
 }
 
 impl InitExe {
-    /// Copies `/proc/self/exe` into a sealed memfd. Do this once per process.
+    /// A read-only handle on our own binary for every container init to run from.
+    /// Do this once per process. Preferred: the binary seen through a lower-only
+    /// (hence read-only) overlayfs, which costs no memory; a write through
+    /// `/proc/<pid>/exe` then fails with EROFS. Fallback: a sealed memfd copy.
     pub fn seal_current() -> Result<InitExe> {
+        match Self::read_only_overlay() {
+            Ok(fd) => Ok(InitExe { fd: Arc::new(fd) }),
+            Err(e) => {
+                log::debug!(
+                    "read-only overlay for our binary unavailable ({e}); using a sealed memfd copy"
+                );
+                Self::sealed_memfd()
+            }
+        }
+    }
+
+    /// Opens our binary through a private, lower-only overlay mount, then detaches
+    /// the mount: the fd keeps the read-only view alive and nothing stays mounted.
+    fn read_only_overlay() -> Result<OwnedFd> {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map_err(|e| Error::io("read link", "/proc/self/exe", e))?;
+        let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+            return Err(Error::Unsupported(format!("binary path {}", exe.display())));
+        };
+        let dir_str = dir.to_string_lossy();
+        if exe.to_string_lossy().ends_with(" (deleted)") || dir_str.contains([',', ':', '\\']) {
+            return Err(Error::Unsupported(format!(
+                "binary path {} for an overlay lowerdir",
+                exe.display()
+            )));
+        }
+        let mnt = std::env::temp_dir().join(format!(".tent-exe-{}", std::process::id()));
+        // Without an upper layer overlayfs wants two lower layers: add an empty one.
+        let empty = mnt.join("empty");
+        let merged = mnt.join("merged");
+        std::fs::create_dir_all(&empty)
+            .map_err(|e| Error::io("create", empty.display().to_string(), e))?;
+        std::fs::create_dir_all(&merged)
+            .map_err(|e| Error::io("create", merged.display().to_string(), e))?;
+        let result = Self::mount_and_open(&merged, &dir_str, &empty, name);
+        let _ = std::fs::remove_dir(&merged);
+        let _ = std::fs::remove_dir(&empty);
+        let _ = std::fs::remove_dir(&mnt);
+        result
+    }
+
+    fn mount_and_open(
+        mnt: &std::path::Path,
+        dir_str: &str,
+        empty: &std::path::Path,
+        name: &OsStr,
+    ) -> Result<OwnedFd> {
+        let mounted = nix::mount::mount(
+            Some("overlay"),
+            mnt,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOSUID,
+            Some(format!("lowerdir={dir_str}:{}", empty.display()).as_str()),
+        );
+        let opened = mounted
+            .map_err(|e| Error::sys("mount read-only overlay of our binary", e))
+            .and_then(|()| {
+                let file = File::open(mnt.join(name))
+                    .map_err(|e| Error::io("open", mnt.join(name).display().to_string(), e));
+                let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
+                file
+            });
+        let fd = OwnedFd::from(opened?);
+        // Must really be read-only: refuse the handle otherwise.
+        let probe = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if probe.is_ok() {
+            return Err(Error::Unsupported(
+                "overlay view of our binary is writable".into(),
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// Copies `/proc/self/exe` into a sealed memfd (costs the binary's size in memory).
+    fn sealed_memfd() -> Result<InitExe> {
         let fd = memfd_create(
             "tent-init",
             MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
@@ -48,10 +132,12 @@ impl InitExe {
         Ok(InitExe { fd: Arc::new(fd) })
     }
 
-    /// Spawns the container init with `sync` as its fd 0 and `stdout`/`stderr` as 1/2.
+    /// Spawns the container init (or, with `exec`, an exec's stage 1) with `sync`
+    /// as its fd 0 and `stdout`/`stderr` as 1/2.
     /// std's spawn is async-signal-safe in the child; no code of ours runs there.
     pub(crate) fn spawn(
         &self,
+        exec: bool,
         sync: OwnedFd,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
@@ -59,16 +145,24 @@ impl InitExe {
         let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
         let stdio = |fd: Option<OwnedFd>| fd.map(StdStdio::from).unwrap_or_else(StdStdio::null);
         let mut cmd = Command::new(&path);
-        cmd.arg0("tent-init")
-            .arg(INIT_MARKER)
+        cmd.arg0(if exec { "tent-exec" } else { "tent-init" })
+            .arg(if exec { EXEC_MARKER } else { INIT_MARKER })
             .env_clear()
             .env(SYNC_FD_ENV, "0")
             .stdin(StdStdio::from(sync))
             .stdout(stdio(stdout))
             .stderr(stdio(stderr));
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io("spawn container init", path, e))?;
+        let child = cmd.spawn().map_err(|e| {
+            Error::io(
+                if exec {
+                    "spawn exec stage 1"
+                } else {
+                    "spawn container init"
+                },
+                path,
+                e,
+            )
+        })?;
         // The caller reaps globally; dropping `Child` neither waits nor kills.
         Ok(child.id())
     }
@@ -76,7 +170,12 @@ impl InitExe {
 
 /// True when this process was started as the container init (checked first in `main`).
 pub fn is_init_invocation() -> bool {
-    std::env::args_os().nth(1).as_deref() == Some(OsStr::new(INIT_MARKER))
+    invocation_is(INIT_MARKER) || invocation_is(EXEC_MARKER)
+}
+
+/// True when argv[1] is `marker` and the sync fd is announced.
+pub(crate) fn invocation_is(marker: &str) -> bool {
+    std::env::args_os().nth(1).as_deref() == Some(OsStr::new(marker))
         && std::env::var_os(SYNC_FD_ENV).is_some()
 }
 
@@ -85,8 +184,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overlay_view_is_read_only_and_leaves_no_mount() -> Result<()> {
+        let before = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read", "mountinfo", e))?;
+        let fd = InitExe::read_only_overlay()?;
+        let after = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read", "mountinfo", e))?;
+        assert_eq!(
+            before.lines().count(),
+            after.lines().count(),
+            "overlay mount left behind"
+        );
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect_err("writable");
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        // Same bytes as the real binary.
+        let real = std::fs::metadata("/proc/self/exe").map_err(|e| Error::io("stat", "exe", e))?;
+        let seen = std::fs::metadata(&path).map_err(|e| Error::io("stat", path.clone(), e))?;
+        assert_eq!(real.len(), seen.len());
+        Ok(())
+    }
+
+    #[test]
     fn sealed_copy_is_read_only() -> Result<()> {
-        let exe = InitExe::seal_current()?;
+        let exe = InitExe::sealed_memfd()?;
         let seals =
             fcntl(&*exe.fd, FcntlArg::F_GET_SEALS).map_err(|e| Error::sys("get seals", e))?;
         let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
