@@ -312,20 +312,110 @@ impl CgroupManager {
     }
 
     /// Sends `signal` to every process in the cgroup: `cgroup.kill` for SIGKILL on v2,
-    /// otherwise freeze, signal each, thaw (so nothing forks past us).
+    /// otherwise freeze, signal each, thaw (so nothing forks past us). A paused
+    /// cgroup stays paused, except that SIGKILL thaws it (frozen tasks cannot die).
     pub fn signal_all(&self, signal: Signal) -> Result<()> {
         if self.v2 && signal == Signal::SIGKILL && self.cg.kill().is_ok() {
             return Ok(());
         }
+        let was_frozen = self.is_frozen().unwrap_or(false);
         let freezer = self.cg.controller_of::<FreezerController>();
-        let frozen = freezer.map(|f| f.freeze().is_ok()).unwrap_or(false);
+        let frozen = was_frozen || freezer.map(|f| f.freeze().is_ok()).unwrap_or(false);
         for pid in self.procs() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
         }
-        if let (true, Some(f)) = (frozen, freezer) {
-            f.thaw().map_err(|e| self.err("thaw", e))?;
+        if frozen && (!was_frozen || signal == Signal::SIGKILL) {
+            self.thaw()?;
         }
         Ok(())
+    }
+
+    /// The directory of v1 controller `name` (`memory`, `cpuacct`, …), if mounted.
+    pub fn v1_dir(&self, name: &str) -> Option<PathBuf> {
+        self.cg
+            .subsystems()
+            .iter()
+            .find(|s| s.controller_name() == name)
+            .map(|s| s.to_controller().path().to_path_buf())
+    }
+
+    /// The v2 directory of the cgroup.
+    pub fn v2_dir(&self) -> PathBuf {
+        Path::new(cgroups_rs::fs::hierarchies::UNIFIED_MOUNTPOINT).join(&self.path.0)
+    }
+
+    /// The directory holding `file` of controller `v1` (v1), or the v2 directory.
+    pub fn dir_for(&self, v1: &str) -> Result<PathBuf> {
+        if self.v2 {
+            return Ok(self.v2_dir());
+        }
+        self.v1_dir(v1).ok_or_else(|| {
+            Error::Precondition(format!(
+                "cgroup v1 controller {v1} is not mounted for /{}",
+                self.path.0
+            ))
+        })
+    }
+
+    /// Freezes every process and waits until the kernel reports the cgroup
+    /// frozen (v1 `freezer.state` FROZEN, v2 `frozen 1` in `cgroup.events`).
+    pub fn freeze(&self) -> Result<()> {
+        let (file, value) = if self.v2 {
+            ("cgroup.freeze", "1")
+        } else {
+            ("freezer.state", "FROZEN")
+        };
+        let path = self.dir_for("freezer")?.join(file);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(1);
+        write_file(&path, value)?;
+        loop {
+            if !self.v2 {
+                // v1: a write while FREEZING retries the tasks that were busy.
+                write_file(&path, value)?;
+            }
+            if self.frozen_now()? {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.thaw();
+                return Err(Error::Precondition(format!(
+                    "freeze /{}: not frozen after 10 s (a task in uninterruptible sleep?)",
+                    self.path.0
+                )));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Thaws the cgroup.
+    pub fn thaw(&self) -> Result<()> {
+        let (file, value) = if self.v2 {
+            ("cgroup.freeze", "0")
+        } else {
+            ("freezer.state", "THAWED")
+        };
+        write_file(&self.dir_for("freezer")?.join(file), value)
+    }
+
+    /// True when the cgroup is frozen or being frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        let dir = self.dir_for("freezer")?;
+        if self.v2 {
+            return Ok(read_file(&dir.join("cgroup.freeze"))?.trim() == "1");
+        }
+        Ok(read_file(&dir.join("freezer.state"))?.trim() != "THAWED")
+    }
+
+    /// True once the kernel reports every task frozen.
+    fn frozen_now(&self) -> Result<bool> {
+        let dir = self.dir_for("freezer")?;
+        if self.v2 {
+            let events = read_file(&dir.join("cgroup.events"))?;
+            return Ok(events.lines().any(|l| l.trim() == "frozen 1"));
+        }
+        Ok(read_file(&dir.join("freezer.state"))?.trim() == "FROZEN")
     }
 
     /// Binds of the container's cgroup, one per mounted v1 hierarchy (for the
@@ -372,6 +462,17 @@ impl CgroupManager {
             None => Ok(()),
         }
     }
+}
+
+/// Reads a cgroup file; errors name the path.
+pub fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Writes a cgroup file; errors name the path and value.
+pub fn write_file(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value)
+        .map_err(|e| Error::io("write", format!("{} ({value})", path.display()), e))
 }
 
 #[cfg(test)]

@@ -11,15 +11,22 @@ use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
 use crate::error::{Error, Result};
 use crate::state::State;
 use crate::sync::{Channel, InitConfig, Message};
-use crate::{hostfs, pidfd, spec, CreateRequest};
+use crate::{hostfs, pidfd, spec, CreateRequest, InitExe};
 
 /// What the caller side holds for a live container.
 #[derive(Debug)]
 pub(crate) struct Handle {
+    pub(crate) id: String,
+    /// Host pid of the init.
+    pub(crate) pid: i32,
     sync: Option<Channel>,
-    pidfd: OwnedFd,
-    cgroup: CgroupManager,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) cgroup: CgroupManager,
     mounts: Vec<PathBuf>,
+    /// The sealed binary the init runs from; execs are spawned from it too.
+    pub(crate) init_exe: InitExe,
+    /// The pty master of a terminal init, until the caller takes it.
+    pub(crate) console: Option<OwnedFd>,
 }
 
 /// Everything `create` made so far, undone on failure.
@@ -131,7 +138,7 @@ fn create_inner(
     };
     let stdout = clone(&req.stdio.stdout, "stdout")?;
     let stderr = clone(&req.stdio.stderr, "stderr")?;
-    let stage1 = req.init_exe.spawn(child_end, stdout, stderr)? as i32;
+    let stage1 = req.init_exe.spawn(false, child_end, stdout, stderr)? as i32;
     match pidfd::open(stage1) {
         Ok(fd) => undo.pidfds.push(fd),
         Err(e) => return Err(e),
@@ -151,8 +158,14 @@ fn create_inner(
     drop(stdin);
 
     let mut stage2: Option<(i32, OwnedFd)> = None;
+    let mut console: Option<OwnedFd> = None;
     loop {
         match ch.recv()? {
+            Some((Message::Console, fds)) => {
+                console = Some(fds.into_iter().next().ok_or_else(|| {
+                    Error::Protocol("console message came without the pty master".into())
+                })?);
+            }
             Some((Message::Stage2Pid(pid), fds)) => {
                 let fd = fds
                     .into_iter()
@@ -184,11 +197,24 @@ fn create_inner(
         .cgroup
         .take()
         .ok_or_else(|| Error::Protocol("cgroup vanished".into()))?;
+    let terminal = loaded
+        .spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal() == Some(true));
+    if terminal && console.is_none() {
+        undo.cgroup = Some(cgroup);
+        return Err(Error::Protocol("terminal init without a pty master".into()));
+    }
     let handle = Handle {
+        id: req.id.to_string(),
+        pid,
         sync: Some(ch),
         pidfd: fd,
         cgroup,
         mounts: std::mem::take(&mut undo.mounts),
+        init_exe: req.init_exe.clone(),
+        console,
     };
     Ok((pid, handle))
 }

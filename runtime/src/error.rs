@@ -54,6 +54,13 @@ pub enum Error {
         cause: String,
         kind: ErrorKind,
     },
+    /// A setup step of an exec'd process failed inside the container.
+    #[error("exec: {step}: {cause}")]
+    Exec {
+        step: String,
+        cause: String,
+        kind: ErrorKind,
+    },
     /// The sync channel to the container init broke or carried something unexpected.
     #[error("sync with container init: {0}")]
     Protocol(String),
@@ -76,7 +83,7 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Error::Init { kind, .. } => *kind,
+            Error::Init { kind, .. } | Error::Exec { kind, .. } => *kind,
             Error::ProcessFinished => ErrorKind::NotFound,
             Error::Precondition(_) => ErrorKind::FailedPrecondition,
             Error::Io { .. }

@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::error::Error;
 use crate::process::{find_executable, setup_and_exec, Step, StepError};
 use crate::sync::{Channel, InitConfig, Message};
-use crate::{namespaces, pidfd, rootfs};
+use crate::{namespaces, pidfd, rootfs, tty};
 
 type StepResult<T> = std::result::Result<T, StepError>;
 
@@ -25,7 +25,12 @@ pub fn main() -> ! {
         Ok(fd) => Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }),
         Err(_) => exit(120),
     };
-    let code = match stage1(&ch) {
+    let run = if crate::exe::invocation_is(crate::exe::EXEC_MARKER) {
+        crate::exec::stage1
+    } else {
+        stage1
+    };
+    let code = match run(&ch) {
         Ok(()) => 0,
         Err(e) => {
             report(&ch, e);
@@ -35,12 +40,12 @@ pub fn main() -> ! {
     exit(code)
 }
 
-fn exit(code: i32) -> ! {
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit skips atexit handlers and flushing, which an init must not run.
     unsafe { libc::_exit(code) }
 }
 
-fn report(ch: &Channel, e: StepError) {
+pub(crate) fn report(ch: &Channel, e: StepError) {
     let msg = Message::Error {
         step: e.step.to_string(),
         cause: e.error.to_string(),
@@ -100,6 +105,18 @@ fn stage2(ch: &Channel, cfg: &InitConfig, spec: &Spec) -> StepResult<std::conver
     rootfs::write_sysctls(spec).step("sysctl")?;
     rootfs::readonly_paths(spec).step("readonly paths")?;
     rootfs::masked_paths(spec).step("masked paths")?;
+    if let Some(process) = spec
+        .process()
+        .as_ref()
+        .filter(|p| p.terminal() == Some(true))
+    {
+        let pty = tty::open_pty(process.console_size().as_ref()).step("terminal")?;
+        tty::bind_console(&pty.peer).step("terminal: /dev/console")?;
+        ch.send(&Message::Console, &[pty.master.as_raw_fd()])
+            .step("terminal: send the pty master")?;
+        drop(pty.master);
+        tty::make_controlling(pty.peer).step("terminal")?;
+    }
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if namespaces::has(spec, LinuxNamespaceType::Uts) {
             nix::unistd::sethostname(hostname)

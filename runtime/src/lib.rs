@@ -22,19 +22,26 @@ mod cgroups;
 mod container;
 mod error;
 mod exe;
+mod exec;
 mod hostfs;
 mod init;
 mod mounts;
 mod namespaces;
+mod oom;
 mod pidfd;
 mod process;
 mod rootfs;
 mod spec;
 mod state;
+mod stats;
 mod sync;
+mod tty;
+mod update;
 
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, InitExe};
+pub use oom::OomWatcher;
+pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +69,28 @@ pub struct CreateRequest<'a> {
     pub rootfs_mounts: &'a [RootfsMount],
     pub stdio: Stdio,
     pub init_exe: &'a InitExe,
+}
+
+/// What the caller asks for in [`Container::exec`].
+#[derive(Debug)]
+pub struct ExecRequest<'a> {
+    /// The exec's process: args, env, cwd, user (numeric, or `username` looked
+    /// up in the container's `/etc/passwd`), capabilities, rlimits,
+    /// no_new_privileges, terminal, consoleSize.
+    pub process: &'a oci_spec::runtime::Process,
+    /// Ignored for 0/1/2 when `process.terminal` is set.
+    pub stdio: Stdio,
+}
+
+/// A process started by [`Container::exec`]. Once `exec` returned it is a child
+/// of the caller (a child subreaper): reap it with `waitpid`.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Host pid.
+    pub pid: i32,
+    pidfd: OwnedFd,
+    /// The pty master when `process.terminal` was set.
+    pub console: Option<OwnedFd>,
 }
 
 /// A created container.
@@ -109,6 +138,51 @@ impl Container {
         Ok(self.handle.pids())
     }
 
+    /// Starts a new process in the running container and returns once its
+    /// `execve` succeeded (or with the failing step, naming the path/field).
+    /// Blocking; safe to call from several threads at once. A paused container
+    /// or one whose init exited gives [`ErrorKind::FailedPrecondition`].
+    pub fn exec(&self, req: ExecRequest<'_>) -> Result<ExecProcess> {
+        exec::exec(&self.handle, req)
+    }
+
+    /// Freezes every process of the container and waits until the kernel
+    /// reports the cgroup frozen. Blocking (usually milliseconds, at most 10 s).
+    pub fn pause(&self) -> Result<()> {
+        self.handle.cgroup.freeze()
+    }
+
+    /// Thaws the container.
+    pub fn resume(&self) -> Result<()> {
+        self.handle.cgroup.thaw()
+    }
+
+    /// True while the container is frozen (or being frozen).
+    pub fn is_paused(&self) -> Result<bool> {
+        self.handle.cgroup.is_frozen()
+    }
+
+    /// New memory/cpu/pids limits; validated first ([`ErrorKind::InvalidArgument`]
+    /// naming the field), all or nothing.
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        update::update(&self.handle.cgroup, resources)
+    }
+
+    /// Memory, cpu and pids usage of the container's cgroup.
+    pub fn stats(&self) -> Result<Stats> {
+        stats::collect(&self.handle.cgroup)
+    }
+
+    /// A pollable fd that reports OOM events of the container's cgroup.
+    pub fn oom_watcher(&self) -> Result<OomWatcher> {
+        oom::watch(&self.handle.cgroup)
+    }
+
+    /// The pty master of a terminal init (`process.terminal`); `Some` once.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.handle.console.take()
+    }
+
     /// Kills what is left, removes the cgroup, unmounts the rootfs and removes
     /// the state file. Call after the init exited.
     pub fn destroy(self) -> Result<()> {
@@ -125,6 +199,12 @@ pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
 /// Entry point of the container init; never returns.
 pub fn init_main() -> ! {
     init::main()
+}
+
+/// Sets the window size of a console (the pty master from [`Container::take_console`]
+/// or [`ExecProcess::console`]); for the Task API's `ResizePty`.
+pub fn resize_console(master: std::os::fd::BorrowedFd<'_>, height: u16, width: u16) -> Result<()> {
+    tty::set_size(master, height.into(), width.into())
 }
 
 /// Make the calling process a child subreaper so orphaned container inits reparent to it.

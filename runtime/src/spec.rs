@@ -77,9 +77,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err(Error::spec("config.json", "process.args is empty")),
     }
-    if process.terminal() == Some(true) {
-        return Err(Error::Unsupported("terminal is not supported yet".into()));
-    }
     if !process.cwd().is_absolute() {
         return Err(Error::spec(
             "process.cwd",
@@ -249,19 +246,10 @@ mod tests {
     }
 
     #[test]
-    fn terminal_unimplemented() {
+    fn terminal_accepted() {
         let mut v = base();
         v["process"]["terminal"] = true.into();
-        let e = parse(&v.to_string())
-            .err()
-            .map(|e| (e.kind(), e.to_string()));
-        assert_eq!(
-            e,
-            Some((
-                crate::ErrorKind::Unimplemented,
-                "terminal is not supported yet".to_string()
-            ))
-        );
+        assert!(parse(&v.to_string()).is_ok());
     }
 
     #[test]

@@ -29,11 +29,25 @@ pub struct InitConfig {
     pub cgroup_v2: bool,
 }
 
+/// Everything an exec's stage 1 needs. Attached fds: stdin, then one fd per
+/// entry of `namespaces`, in that order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The exec's `process` spec as JSON.
+    pub process: String,
+    /// Namespace kinds (`/proc/<pid>/ns/<kind>` names) of the attached fds.
+    pub namespaces: Vec<String>,
+}
+
 /// A message on the sync channel.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
     /// Caller → stage 1, with the workload's stdin fd attached.
     Config(Box<InitConfig>),
+    /// Caller → exec stage 1, with stdin and the init's namespace fds attached.
+    Exec(Box<ExecConfig>),
+    /// Stage 2 → caller: the pty master of a terminal process is attached.
+    Console,
     /// Stage 1 → caller: host pid of stage 2, with a pidfd for it attached.
     Stage2Pid(i32),
     /// Stage 2 → caller: set up, waiting for `Start`.
@@ -54,7 +68,7 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-const MAX_FDS: usize = 4;
+const MAX_FDS: usize = 16;
 
 impl Channel {
     /// A connected pair; both ends are CLOEXEC.

@@ -233,9 +233,14 @@ fn bad_inputs_fail_cleanly() {
         "linux.cgroupsPath: ",
     );
     expect_failure(
-        "terminal",
-        with_spec(|s| s["process"]["terminal"] = json!(true)),
-        "terminal is not supported yet",
+        "terminal-no-devpts",
+        with_spec(|s| {
+            s["process"]["terminal"] = json!(true);
+            if let Some(m) = s["mounts"].as_array_mut() {
+                m.retain(|m| m["destination"] != "/dev/pts");
+            }
+        }),
+        "is devpts mounted on /dev/pts?",
     );
     expect_failure(
         "norootfs",

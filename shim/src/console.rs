@@ -1,7 +1,7 @@
 //! Terminals: the runtime hands the shim the pty master; the shim copies it to the
 //! stdout FIFO and the stdin FIFO into it, and resizes it on `ResizePty`.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -120,18 +120,9 @@ fn write(fd: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
 
 /// `ResizePty`: TIOCSWINSZ on the master.
 pub fn resize(master: &OwnedFd, width: u32, height: u32) -> Result<()> {
-    let size = libc::winsize {
-        ws_row: u16::try_from(height)
-            .map_err(|_| Error::InvalidArgument(format!("resize: height {height} too large")))?,
-        ws_col: u16::try_from(width)
-            .map_err(|_| Error::InvalidArgument(format!("resize: width {width} too large")))?,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a `winsize` we own for the duration of the call.
-    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-    if rc < 0 {
-        return Err(Error::io("resize pty", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    let rows = u16::try_from(height)
+        .map_err(|_| Error::InvalidArgument(format!("resize: height {height} too large")))?;
+    let cols = u16::try_from(width)
+        .map_err(|_| Error::InvalidArgument(format!("resize: width {width} too large")))?;
+    Ok(tent_runtime::resize_console(master.as_fd(), rows, cols)?)
 }

@@ -1,0 +1,338 @@
+//! `update`: new memory, cpu and pids limits for a running container. Every
+//! value is validated first (an error names the field), turned into a plan of
+//! cgroup file writes, and the plan is applied with the old values saved, so a
+//! write the kernel refuses rolls back the ones before it: nothing changes on
+//! error. Zero means "leave unchanged" (as runc); `-1` means unlimited.
+//! Other resource fields (devices, hugepages, block I/O, network, unified) are
+//! ignored: containerd sends the container's full resources on every update.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::cgroups::{read_file, write_file, CgroupManager};
+use crate::error::{Error, Result};
+
+/// One cgroup file write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Write {
+    path: PathBuf,
+    value: String,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> Error {
+    Error::spec(format!("resources.{field}"), reason)
+}
+
+/// `None` for unset or 0 (unchanged); an error for negatives other than -1.
+fn limit(field: &str, v: Option<i64>) -> Result<Option<i64>> {
+    match v {
+        None | Some(0) => Ok(None),
+        Some(v) if v < -1 => Err(invalid(
+            field,
+            format!("{v} is negative (only -1, unlimited, is allowed)"),
+        )),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// Parses a cpuset list (`0-3,5`).
+fn parse_list(field: &str, s: &str) -> Result<BTreeSet<u32>> {
+    let mut out = BTreeSet::new();
+    for part in s.trim().split(',').filter(|p| !p.trim().is_empty()) {
+        let bad = || invalid(field, format!("{s:?} is not a list like 0-3,5"));
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part.trim(), part.trim()),
+        };
+        let a: u32 = a.parse().map_err(|_| bad())?;
+        let b: u32 = b.parse().map_err(|_| bad())?;
+        if a > b || b - a > 65536 {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// Checks `list` against the host's online cpus or memory nodes.
+fn check_cpuset(field: &str, list: &str, online_file: &str) -> Result<()> {
+    let want = parse_list(field, list)?;
+    let online = match std::fs::read_to_string(online_file) {
+        Ok(s) => parse_list(field, &s)?,
+        Err(_) => BTreeSet::from([0]),
+    };
+    if let Some(bad) = want.iter().find(|c| !online.contains(c)) {
+        return Err(invalid(
+            field,
+            format!(
+                "{list:?}: {bad} is not online on this host (online: {})",
+                std::fs::read_to_string(online_file)
+                    .unwrap_or_else(|_| "0".into())
+                    .trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `-1` → `max` on v2 and `-1` on v1.
+fn v2_max(v: i64) -> String {
+    if v == -1 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Validates `r` and turns it into ordered writes. Reads (never writes) the
+/// cgroup where the order or a combined value depends on the current state.
+fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
+    let mut w: Vec<Write> = Vec::new();
+    let v2 = cg.v2();
+    if let Some(mem) = r.memory() {
+        let lim = limit("memory.limit", mem.limit())?;
+        let res = limit("memory.reservation", mem.reservation())?;
+        let mut swap = limit("memory.swap", mem.swap())?;
+        if let (Some(l), Some(s)) = (lim, swap) {
+            if l > 0 && s > 0 && s < l {
+                return Err(invalid(
+                    "memory.swap",
+                    format!("memory+swap limit {s} is below the memory limit {l}"),
+                ));
+            }
+        }
+        if lim == Some(-1) && swap.is_none() {
+            swap = Some(-1);
+        }
+        let dir = cg.dir_for("memory")?;
+        if v2 {
+            if let Some(l) = lim {
+                w.push(Write {
+                    path: dir.join("memory.max"),
+                    value: v2_max(l),
+                });
+            }
+            if let Some(v) = res {
+                w.push(Write {
+                    path: dir.join("memory.low"),
+                    value: v2_max(v),
+                });
+            }
+            if let Some(s) = swap {
+                let value = match (s, lim) {
+                    (-1, _) => "max".to_string(),
+                    (_, Some(l)) if l > 0 => (s - l).to_string(),
+                    (_, Some(_)) => "max".to_string(),
+                    (_, None) => {
+                        return Err(invalid(
+                            "memory.swap",
+                            "cannot set a swap limit without a memory limit on cgroup v2",
+                        ))
+                    }
+                };
+                let path = dir.join("memory.swap.max");
+                if path.exists() {
+                    w.push(Write { path, value });
+                }
+            }
+        } else {
+            let mem_w = lim.map(|l| Write {
+                path: dir.join("memory.limit_in_bytes"),
+                value: l.to_string(),
+            });
+            let memsw_path = dir.join("memory.memsw.limit_in_bytes");
+            let swap_w = swap.filter(|_| memsw_path.exists()).map(|s| Write {
+                path: memsw_path,
+                value: s.to_string(),
+            });
+            // memsw must stay ≥ memory at every step: raise memsw first when growing.
+            let swap_first = match (swap, &mem_w) {
+                (Some(-1), _) => true,
+                (Some(s), Some(_)) => {
+                    let cur: i64 = read_file(&dir.join("memory.limit_in_bytes"))?
+                        .trim()
+                        .parse()
+                        .unwrap_or(i64::MAX);
+                    cur < s
+                }
+                _ => false,
+            };
+            if swap_first {
+                w.extend(swap_w.clone());
+                w.extend(mem_w);
+            } else {
+                w.extend(mem_w);
+                w.extend(swap_w);
+            }
+            if let Some(v) = res {
+                w.push(Write {
+                    path: dir.join("memory.soft_limit_in_bytes"),
+                    value: v.to_string(),
+                });
+            }
+        }
+    }
+    if let Some(cpu) = r.cpu() {
+        let shares = cpu.shares().filter(|s| *s != 0);
+        if let Some(s) = shares {
+            if !(2..=262144).contains(&s) {
+                return Err(invalid("cpu.shares", format!("{s} is outside 2..=262144")));
+            }
+        }
+        let quota = limit("cpu.quota", cpu.quota())?;
+        if let Some(q) = quota {
+            if q != -1 && q < 1000 {
+                return Err(invalid(
+                    "cpu.quota",
+                    format!("{q} µs is below the kernel's minimum of 1000"),
+                ));
+            }
+        }
+        let period = cpu.period().filter(|p| *p != 0);
+        if let Some(p) = period {
+            if !(1000..=1_000_000).contains(&p) {
+                return Err(invalid(
+                    "cpu.period",
+                    format!("{p} µs is outside 1000..=1000000"),
+                ));
+            }
+        }
+        let cpus = cpu.cpus().as_deref().filter(|s| !s.trim().is_empty());
+        if let Some(c) = cpus {
+            check_cpuset("cpu.cpus", c, "/sys/devices/system/cpu/online")?;
+        }
+        let mems = cpu.mems().as_deref().filter(|s| !s.trim().is_empty());
+        if let Some(m) = mems {
+            check_cpuset("cpu.mems", m, "/sys/devices/system/node/online")?;
+        }
+        if shares.is_some() || quota.is_some() || period.is_some() {
+            let dir = cg.dir_for("cpu")?;
+            if v2 {
+                if let Some(s) = shares {
+                    w.push(Write {
+                        path: dir.join("cpu.weight"),
+                        value: (1 + ((s - 2) * 9999) / 262142).to_string(),
+                    });
+                }
+                if quota.is_some() || period.is_some() {
+                    let cur = read_file(&dir.join("cpu.max"))?;
+                    let mut it = cur.split_whitespace();
+                    let cur_q = it.next().unwrap_or("max").to_string();
+                    let cur_p = it.next().unwrap_or("100000").to_string();
+                    let q = quota.map_or(cur_q, v2_max);
+                    let p = period.map_or(cur_p, |p| p.to_string());
+                    w.push(Write {
+                        path: dir.join("cpu.max"),
+                        value: format!("{q} {p}"),
+                    });
+                }
+            } else {
+                if let Some(s) = shares {
+                    w.push(Write {
+                        path: dir.join("cpu.shares"),
+                        value: s.to_string(),
+                    });
+                }
+                if let Some(p) = period {
+                    w.push(Write {
+                        path: dir.join("cpu.cfs_period_us"),
+                        value: p.to_string(),
+                    });
+                }
+                if let Some(q) = quota {
+                    w.push(Write {
+                        path: dir.join("cpu.cfs_quota_us"),
+                        value: q.to_string(),
+                    });
+                }
+            }
+        }
+        if cpus.is_some() || mems.is_some() {
+            let dir = cg.dir_for("cpuset")?;
+            if let Some(c) = cpus {
+                w.push(Write {
+                    path: dir.join("cpuset.cpus"),
+                    value: c.trim().to_string(),
+                });
+            }
+            if let Some(m) = mems {
+                w.push(Write {
+                    path: dir.join("cpuset.mems"),
+                    value: m.trim().to_string(),
+                });
+            }
+        }
+    }
+    if let Some(pids) = r.pids() {
+        if let Some(l) = limit("pids.limit", Some(pids.limit()))? {
+            w.push(Write {
+                path: cg.dir_for("pids")?.join("pids.max"),
+                value: if l > 0 { l.to_string() } else { "max".into() },
+            });
+        }
+    }
+    Ok(w)
+}
+
+/// Applies `r` to the cgroup, all or nothing.
+pub(crate) fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
+    let writes = plan(cg, r)?;
+    let mut old: Vec<Write> = Vec::new();
+    for wr in &writes {
+        let before = read_file(&wr.path)?;
+        old.push(Write {
+            path: wr.path.clone(),
+            value: before.trim().to_string(),
+        });
+    }
+    for (i, wr) in writes.iter().enumerate() {
+        if let Err(e) = write_file(&wr.path, &wr.value) {
+            for o in old[..i].iter().rev() {
+                if let Err(re) = write_file(&o.path, &o.value) {
+                    log::warn!("update: rolling back {}: {re}", o.path.display());
+                }
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            parse_list("cpu.cpus", "0-2,5").ok(),
+            Some(BTreeSet::from([0, 1, 2, 5]))
+        );
+        assert!(parse_list("cpu.cpus", "3-1").is_err());
+        assert!(parse_list("cpu.cpus", "a").is_err());
+        let e = check_cpuset("cpu.cpus", "0,4096", "/sys/devices/system/cpu/online")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("resources.cpu.cpus: \"0,4096\": 4096 is not online"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(limit("memory.limit", Some(0)).ok(), Some(None));
+        assert_eq!(limit("memory.limit", Some(-1)).ok(), Some(Some(-1)));
+        let e = limit("memory.limit", Some(-5))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "resources.memory.limit: -5 is negative (only -1, unlimited, is allowed)"
+        );
+    }
+}

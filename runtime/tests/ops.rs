@@ -1,0 +1,570 @@
+//! Operations on a running container: exec, pause/resume, stats, update, OOM
+//! notification and terminals. This test binary is also the container init (it
+//! has its own `main`). Needs root. Run one group with `cargo test --test ops -- exec`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use common::{default_spec, is_root, Bundle};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Process};
+use serde_json::{json, Value};
+use tent_runtime::{Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Stdio};
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
+}
+
+/// Creates and starts a container running `args` with `edit` applied to the spec.
+fn running(b: &Bundle, exe: &InitExe, args: &[&str], edit: impl FnOnce(&mut Value)) -> Container {
+    let mut spec = default_spec(args);
+    edit(&mut spec);
+    b.write_config(&spec);
+    let mut c = Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: &[],
+        stdio: Stdio::default(),
+        init_exe: exe,
+    })
+    .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
+    c.start().expect("start");
+    c
+}
+
+/// The default spec's process with `args` and `edit` applied.
+fn process(args: &[&str], edit: impl FnOnce(&mut Value)) -> Process {
+    let mut p = default_spec(args)["process"].clone();
+    edit(&mut p);
+    serde_json::from_value(p).expect("process")
+}
+
+fn wait(pid: i32) -> WaitStatus {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(s) => return s,
+            Err(e) => panic!("waitpid {pid}: {e}"),
+        }
+    }
+}
+
+fn exit_code(s: WaitStatus) -> i32 {
+    match s {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Reaps every child until `pid` exited (a pid namespace's init cannot finish
+/// exiting while zombies of failed execs, our children, are left in it).
+fn wait_for(pid: i32) -> WaitStatus {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("waitpid: {e}"),
+        }
+    }
+}
+
+/// Reaps leftover exec stage-1 zombies.
+fn reap_zombies() {
+    while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Execs `p` with stdout+stderr on a pipe; returns (output, exit code).
+fn exec_output(c: &Container, p: &Process) -> tent_runtime::Result<(String, i32)> {
+    let (r, w) = pipe();
+    let w2 = w.try_clone().expect("dup");
+    let proc_ = c.exec(ExecRequest {
+        process: p,
+        stdio: Stdio {
+            stdin: None,
+            stdout: Some(w),
+            stderr: Some(w2),
+        },
+    })?;
+    let mut out = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut out);
+    Ok((out, exit_code(wait(proc_.pid))))
+}
+
+fn sh(c: &Container, script: &str) -> (String, i32) {
+    exec_output(c, &process(&["sh", "-c", script], |_| {})).expect("exec")
+}
+
+fn finish(c: Container, b: &Bundle) {
+    let pid = c.pid();
+    let _ = c.kill(libc::SIGKILL, true);
+    wait_for(pid);
+    c.destroy().expect("destroy");
+    reap_zombies();
+    b.assert_clean();
+}
+
+const SLEEP: &[&str] = &["sleep", "1000"];
+
+fn exec_output_and_exit_code(exe: &InitExe) {
+    let b = Bundle::new("exec-out");
+    let c = running(&b, exe, SLEEP, |_| {});
+    // hostname proves the uts namespace, `ps`-free pid check the pid namespace.
+    let (out, code) = sh(&c, "echo hello; hostname; echo $$ >/dev/null; exit 3");
+    assert_eq!((out.as_str(), code), ("hello\ntent\n", 3));
+    let (out, _) = sh(&c, "cat /proc/1/cmdline | tr '\\0' ' '");
+    assert_eq!(
+        out, "sleep 1000 ",
+        "the exec does not see the container's pid namespace"
+    );
+    finish(c, &b);
+}
+
+fn exec_user_env_cwd(exe: &InitExe) {
+    let b = Bundle::new("exec-user");
+    std::fs::write(
+        b.rootfs().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1234:4321::/home/alice:/bin/sh\n",
+    )
+    .expect("passwd");
+    let c = running(&b, exe, SLEEP, |_| {});
+    let p = process(&["sh", "-c", "id -u; id -g"], |p| {
+        p["user"] = json!({"uid": 1000, "gid": 1001});
+    });
+    assert_eq!(
+        exec_output(&c, &p).expect("exec"),
+        ("1000\n1001\n".into(), 0)
+    );
+    let p = process(&["sh", "-c", "id -u; id -g; echo $HOME"], |p| {
+        p["user"] = json!({"uid": 0, "gid": 0, "username": "alice"});
+    });
+    assert_eq!(
+        exec_output(&c, &p).expect("exec"),
+        ("1234\n4321\n/home/alice\n".into(), 0)
+    );
+    let p = process(&["sh", "-c", "echo $FOO; pwd"], |p| {
+        p["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+        p["cwd"] = json!("/home/user");
+    });
+    assert_eq!(
+        exec_output(&c, &p).expect("exec"),
+        ("bar baz\n/home/user\n".into(), 0)
+    );
+    finish(c, &b);
+}
+
+fn exec_errors_leave_container_running(exe: &InitExe) {
+    let b = Bundle::new("exec-err");
+    let c = running(&b, exe, SLEEP, |_| {});
+    let cases: Vec<(Process, ErrorKind, &str)> = vec![
+        (
+            process(&["/bin/no-such-binary"], |_| {}),
+            ErrorKind::InvalidArgument,
+            "/bin/no-such-binary",
+        ),
+        (
+            process(&["no-such-tool"], |_| {}),
+            ErrorKind::InvalidArgument,
+            "\"no-such-tool\": executable file not found in $PATH",
+        ),
+        (
+            process(&["true"], |p| p["cwd"] = json!("/no/such/dir")),
+            ErrorKind::InvalidArgument,
+            "process.cwd: /no/such/dir",
+        ),
+        (
+            process(&["true"], |p| {
+                p["user"] = json!({"uid": 0, "gid": 0, "username": "bob"})
+            }),
+            ErrorKind::InvalidArgument,
+            "user \"bob\" not found in the container's /etc/passwd",
+        ),
+        (
+            process(&["true"], |p| p["args"] = json!([])),
+            ErrorKind::InvalidArgument,
+            "process.args: is empty",
+        ),
+        (
+            process(&["true"], |p| {
+                p["apparmorProfile"] = json!("runtime/default")
+            }),
+            ErrorKind::Unimplemented,
+            "AppArmor",
+        ),
+    ];
+    for (p, kind, want) in cases {
+        let e = exec_output(&c, &p).expect_err("bad exec");
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().contains(want), "{e:?} lacks {want:?}");
+    }
+    c.kill(0, false).expect("init still alive");
+    assert_eq!(sh(&c, "echo ok"), ("ok\n".into(), 0));
+    finish(c, &b);
+}
+
+fn exec_into_stopped_container(exe: &InitExe) {
+    let b = Bundle::new("exec-stopped");
+    let c = running(&b, exe, SLEEP, |_| {});
+    c.kill(libc::SIGKILL, false).expect("kill");
+    wait_for(c.pid());
+    let e = exec_output(&c, &process(&["true"], |_| {})).expect_err("exec after exit");
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("init process has exited"), "{e}");
+    c.destroy().expect("destroy");
+    reap_zombies();
+    b.assert_clean();
+}
+
+fn concurrent_execs(exe: &InitExe) {
+    let b = Bundle::new("exec-many");
+    let c = running(&b, exe, SLEEP, |_| {});
+    let n = 50;
+    let results: Vec<(usize, tent_runtime::Result<(String, i32)>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let script = format!("echo exec-{i}; exit {}", i % 7);
+                    (i, exec_output(c, &process(&["sh", "-c", &script], |_| {})))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (i, r) in results {
+        let (out, code) = r.unwrap_or_else(|e| panic!("exec {i}: {e}"));
+        assert_eq!((out, code), (format!("exec-{i}\n"), (i % 7) as i32));
+    }
+    finish(c, &b);
+}
+
+fn counter(b: &Bundle) -> u64 {
+    std::fs::read_to_string(b.rootfs().join("tmp/n"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn pause_resume(exe: &InitExe) {
+    let b = Bundle::new("pause");
+    let script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done";
+    let c = running(&b, exe, &["sh", "-c", script], |s| {
+        s["root"]["readonly"] = json!(false)
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(counter(&b) > 0, "counter never started");
+    assert!(!c.is_paused().expect("is_paused"));
+    c.pause().expect("pause");
+    assert!(c.is_paused().expect("is_paused"));
+    let frozen_at = counter(&b);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(counter(&b), frozen_at, "counter advanced while paused");
+    let e = exec_output(&c, &process(&["true"], |_| {})).expect_err("exec while paused");
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("paused"), "{e}");
+    c.resume().expect("resume");
+    assert!(!c.is_paused().expect("is_paused"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        counter(&b) > frozen_at,
+        "counter did not advance after resume"
+    );
+    // A kill --all of a paused container still kills it.
+    c.pause().expect("pause again");
+    let pid = c.pid();
+    c.kill(libc::SIGKILL, true).expect("kill all while paused");
+    assert_eq!(exit_code(wait_for(pid)), 137);
+    c.destroy().expect("destroy");
+    reap_zombies();
+    b.assert_clean();
+}
+
+fn stats(exe: &InitExe) {
+    let b = Bundle::new("stats");
+    let c = running(
+        &b,
+        exe,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000",
+        ],
+        |_| {},
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let s = c.stats().expect("stats");
+    assert_eq!(
+        s.cgroup_v2,
+        std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    );
+    assert!(s.memory.usage > 0, "{s:?}");
+    assert!(s.memory.limit > 0, "{s:?}");
+    assert!(s.cpu.usage_total_ns > 0, "{s:?}");
+    assert!(s.cpu.usage_user_ns + s.cpu.usage_kernel_ns > 0, "{s:?}");
+    assert!(s.pids.current >= 1, "{s:?}");
+    if !s.cgroup_v2 {
+        assert!(!s.cpu.per_cpu_ns.is_empty(), "{s:?}");
+        assert!(s.memory.stat.contains_key("rss"), "{s:?}");
+    }
+    finish(c, &b);
+}
+
+fn memory_limit_file(b: &Bundle) -> String {
+    let rel = format!("tent/{}", b.id);
+    let (file, dir) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        (
+            "memory.max",
+            std::path::Path::new("/sys/fs/cgroup").join(&rel),
+        )
+    } else {
+        (
+            "memory.limit_in_bytes",
+            std::path::Path::new("/sys/fs/cgroup/memory").join(&rel),
+        )
+    };
+    std::fs::read_to_string(dir.join(file))
+        .expect("read memory limit")
+        .trim()
+        .to_string()
+}
+
+fn resources(v: Value) -> LinuxResources {
+    serde_json::from_value(v).expect("resources")
+}
+
+fn update(exe: &InitExe) {
+    let b = Bundle::new("update");
+    let c = running(&b, exe, SLEEP, |_| {});
+    c.update(&resources(json!({
+        "memory": {"limit": 64 << 20},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+        "pids": {"limit": 100}
+    })))
+    .expect("update");
+    assert_eq!(memory_limit_file(&b), (64u64 << 20).to_string());
+    assert_eq!(c.stats().expect("stats").pids.limit, 100);
+    let bad: Vec<(Value, &str)> = vec![
+        (json!({"memory": {"limit": -5}}), "resources.memory.limit"),
+        (
+            json!({"memory": {"limit": 32 << 20, "swap": 16 << 20}}),
+            "resources.memory.swap",
+        ),
+        (json!({"cpu": {"cpus": "0-4095"}}), "resources.cpu.cpus"),
+        (json!({"cpu": {"mems": "7"}}), "resources.cpu.mems"),
+        (json!({"cpu": {"quota": 10}}), "resources.cpu.quota"),
+        (json!({"cpu": {"shares": 1}}), "resources.cpu.shares"),
+        // A valid memory limit with an invalid pids limit changes nothing.
+        (
+            json!({"memory": {"limit": 32 << 20}, "pids": {"limit": -7}}),
+            "resources.pids.limit",
+        ),
+    ];
+    for (v, field) in bad {
+        let e = c.update(&resources(v.clone())).expect_err("invalid update");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{v}: {e}");
+        assert!(e.to_string().starts_with(field), "{v}: {e}");
+        assert_eq!(memory_limit_file(&b), (64u64 << 20).to_string(), "{v}");
+    }
+    // Kernel-refused value (v1: memory above memsw) rolls back what was written.
+    finish(c, &b);
+}
+
+fn oom_kill_is_reported(exe: &InitExe) {
+    let b = Bundle::new("oom");
+    let script = "sleep 0.2; x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived";
+    let mut spec = default_spec(&["sh", "-c", script]);
+    spec["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    b.write_config(&spec);
+    let mut c = Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: &[],
+        stdio: Stdio::default(),
+        init_exe: exe,
+    })
+    .expect("create");
+    let w = c.oom_watcher().expect("oom watcher");
+    let before = w.oom_kills().expect("oom_kills");
+    c.start().expect("start");
+    let mut pfd = [libc::pollfd {
+        fd: w.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(pfd.as_mut_ptr(), 1, 20_000) };
+    assert_eq!(n, 1, "no OOM notification within 20 s");
+    assert!(w.drain().expect("drain") >= 1);
+    assert_eq!(exit_code(wait_for(c.pid())), 137);
+    assert!(w.oom_kills().expect("oom_kills") > before);
+    assert!(c.stats().expect("stats").memory.oom_kill >= 1);
+    drop(w);
+    c.destroy().expect("destroy");
+    reap_zombies();
+    b.assert_clean();
+}
+
+/// Reads the master until the other side is gone (EIO) or `timeout`.
+fn read_master(master: &OwnedFd, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut f = std::fs::File::from(master.try_clone().expect("dup"));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut pfd = [libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(pfd.as_mut_ptr(), 1, left.as_millis() as i32) } <= 0 {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize.
+    assert_eq!(
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+        0
+    );
+}
+
+fn terminal_exec(exe: &InitExe) {
+    let b = Bundle::new("tty-exec");
+    let c = running(&b, exe, SLEEP, |_| {});
+    let p = process(&["sh"], |p| p["terminal"] = json!(true));
+    let e = c
+        .exec(ExecRequest {
+            process: &p,
+            stdio: Stdio::default(),
+        })
+        .expect("terminal exec");
+    let master = e.console.as_ref().expect("pty master");
+    set_winsize(master, 33, 111);
+    std::fs::File::from(master.try_clone().expect("dup"))
+        .write_all(b"stty size; tty; exit 5\n")
+        .expect("write to the master");
+    let out = read_master(master, Duration::from_secs(10));
+    assert!(out.contains("33 111\n"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(exit_code(wait(e.pid)), 5);
+    assert_eq!(
+        e.kill(libc::SIGTERM).expect_err("reaped").kind(),
+        ErrorKind::NotFound
+    );
+    // consoleSize applies before the process starts.
+    let p = process(&["sh", "-c", "stty size"], |p| {
+        p["terminal"] = json!(true);
+        p["consoleSize"] = json!({"height": 25, "width": 80});
+    });
+    let e = c
+        .exec(ExecRequest {
+            process: &p,
+            stdio: Stdio::default(),
+        })
+        .expect("terminal exec");
+    let out = read_master(
+        e.console.as_ref().expect("pty master"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out, "25 80\n");
+    wait(e.pid);
+    finish(c, &b);
+}
+
+fn terminal_init(exe: &InitExe) {
+    let b = Bundle::new("tty-init");
+    let script = "tty; stty size; stat -c %t:%T /dev/console; stat -c %t:%T $(tty)";
+    let mut spec = default_spec(&["sh", "-c", script]);
+    spec["process"]["terminal"] = json!(true);
+    spec["process"]["consoleSize"] = json!({"height": 40, "width": 132});
+    b.write_config(&spec);
+    let mut c = Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: &[],
+        stdio: Stdio::default(),
+        init_exe: exe,
+    })
+    .expect("create terminal init");
+    let master = c.take_console().expect("pty master");
+    assert!(c.take_console().is_none());
+    c.start().expect("start");
+    let out = read_master(&master, Duration::from_secs(10));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(lines[1], "40 132");
+    assert_eq!(lines[2], lines[3], "/dev/console is not the pty: {out:?}");
+    assert_eq!(exit_code(wait_for(c.pid())), 0);
+    c.destroy().expect("destroy");
+    reap_zombies();
+    b.assert_clean();
+}
+
+type TestFn = fn(&InitExe);
+
+fn main() {
+    if tent_runtime::is_init_invocation() {
+        tent_runtime::init_main();
+    }
+    if !is_root() {
+        eprintln!("ops tests skipped: need root");
+        return;
+    }
+    tent_runtime::set_child_subreaper().expect("subreaper");
+    let exe = InitExe::seal_current().expect("seal");
+    let tests: &[(&str, TestFn)] = &[
+        ("exec_output_and_exit_code", exec_output_and_exit_code),
+        ("exec_user_env_cwd", exec_user_env_cwd),
+        (
+            "exec_errors_leave_container_running",
+            exec_errors_leave_container_running,
+        ),
+        ("exec_into_stopped_container", exec_into_stopped_container),
+        ("exec_concurrent", concurrent_execs),
+        ("pause_resume", pause_resume),
+        ("stats", stats),
+        ("update", update),
+        ("oom_kill_is_reported", oom_kill_is_reported),
+        ("terminal_exec", terminal_exec),
+        ("terminal_init", terminal_init),
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    for (name, f) in tests {
+        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
+            continue;
+        }
+        eprintln!("test {name} ...");
+        f(&exe);
+        eprintln!("test {name} ... ok");
+    }
+}
