@@ -175,7 +175,9 @@ pub fn apply_sets(caps: &LinuxCapabilities) -> Result<()> {
                     0,
                 )
             };
-            if rc != 0 {
+            // As runc: an ambient capability that is not also permitted and
+            // inheritable cannot be raised (EPERM); that is not an error.
+            if rc != 0 && nix::errno::Errno::last() != nix::errno::Errno::EPERM {
                 return Err(Error::sys(
                     format!(
                         "raise ambient capability {}",

@@ -159,7 +159,10 @@ fn create_inner(
 
     let mut stage2: Option<(i32, OwnedFd)> = None;
     let mut console: Option<OwnedFd> = None;
-    loop {
+    // Stage 1 (the pid) and stage 2 (ready) write to the same socket from two
+    // processes, so their messages may arrive in either order: wait for both.
+    let mut ready = false;
+    while !(ready && stage2.is_some()) {
         match ch.recv()? {
             Some((Message::Console, fds)) => {
                 console = Some(fds.into_iter().next().ok_or_else(|| {
@@ -178,7 +181,7 @@ fn create_inner(
                 state.save(req.bundle)?;
                 stage2 = Some((pid, fd));
             }
-            Some((Message::Ready, _)) => break,
+            Some((Message::Ready, _)) => ready = true,
             Some((Message::Error { step, cause, kind }, _)) => {
                 return Err(Error::Init { step, cause, kind })
             }

@@ -21,8 +21,11 @@ type StepResult<T> = std::result::Result<T, StepError>;
 pub fn main() -> ! {
     // fd 0 is the sync socket until the workload's stdin replaces it.
     let ch = match fcntl(std::io::stdin(), FcntlArg::F_DUPFD_CLOEXEC(3)) {
-        // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nobody else.
-        Ok(fd) => Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Ok(fd) => {
+            crate::process::close_fds_except(fd);
+            // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nobody else.
+            Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
         Err(_) => exit(120),
     };
     let run = if crate::exe::invocation_is(crate::exe::EXEC_MARKER) {

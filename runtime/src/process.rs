@@ -73,11 +73,15 @@ fn apply_rlimits(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Writes `/proc/self/oom_score_adj`; explains the EACCES some hosts give for
-/// lowering it (see DESIGN §6) instead of failing silently.
+/// Writes our `oom_score_adj` through a verified procfs handle (a mount over
+/// it cannot redirect the write, CVE-2025-52881); explains the EACCES some
+/// hosts give for lowering it (see DESIGN §6) instead of failing silently.
 pub fn set_oom_score_adj(value: i32) -> Result<()> {
+    use std::io::Write;
     let path = "/proc/self/oom_score_adj";
-    match std::fs::write(path, value.to_string()) {
+    let rel = format!("{}/oom_score_adj", std::process::id());
+    let fd = crate::rootfs::open_proc(&rel, nix::fcntl::OFlag::O_WRONLY)?;
+    match std::fs::File::from(fd).write_all(value.to_string().as_bytes()) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
             let current = std::fs::read_to_string(path).unwrap_or_default();
@@ -95,9 +99,42 @@ pub fn set_oom_score_adj(value: i32) -> Result<()> {
     }
 }
 
-/// chdir into `cwd` and verify it is inside the root (CVE-2024-21626).
+/// chdir into `cwd`, resolved inside the root without magic links (so no
+/// `/proc/self/fd/N` or `/proc/<pid>/cwd` can lead out of it), and verify the
+/// result is inside the root (CVE-2024-21626).
 fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir {}", cwd.display()), e))?;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let chdir_err = |e| Error::sys(format!("chdir {}", cwd.display()), e);
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(chdir_err)?;
+    // RESOLVE_IN_ROOT keeps `..` and absolute symlinks inside the root.
+    let rel = match cwd.strip_prefix("/") {
+        Ok(r) if !r.as_os_str().is_empty() => r,
+        Ok(_) => Path::new("."),
+        Err(_) => cwd,
+    };
+    let dir = openat2(
+        &root,
+        rel,
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::ELOOP => Error::spec(
+            "process.cwd",
+            format!(
+                "{} leads through a magic link (e.g. /proc/self/fd/N) or a symlink loop",
+                cwd.display()
+            ),
+        ),
+        e => chdir_err(e),
+    })?;
+    nix::unistd::fchdir(&dir).map_err(chdir_err)?;
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
         _ => Err(Error::spec(
@@ -260,6 +297,21 @@ impl NeverOk for nix::Result<std::convert::Infallible> {
             Err(e) => e,
         }
     }
+}
+
+/// Closes every fd ≥ 3 except `keep`: whatever the caller leaked to us (a host
+/// directory fd that could become the cwd, CVE-2024-21626) is gone before the
+/// init or exec touches the container.
+pub fn close_fds_except(keep: i32) {
+    let close = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: close_range on fds nothing in this fresh process owns.
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        }
+    };
+    let keep = keep.max(3) as u32;
+    close(3, keep - 1);
+    close(keep + 1, u32::MAX);
 }
 
 /// Marks every fd ≥ 3 close-on-exec, so nothing of ours (a host directory fd

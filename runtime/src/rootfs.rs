@@ -23,7 +23,7 @@ use crate::sync::InitConfig;
 const NONE: Option<&str> = None;
 
 /// `/proc/self/fd/N`: the magic link mount(2) follows to the fd's exact dentry.
-fn fd_path(fd: &impl AsRawFd) -> String {
+pub(crate) fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
@@ -39,7 +39,7 @@ fn mnt(
 }
 
 /// Path relative to the root, without `/`, `.` or `..` components.
-fn relative(path: &Path) -> PathBuf {
+pub(crate) fn relative(path: &Path) -> PathBuf {
     path.components()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(n),
@@ -49,7 +49,7 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 /// Opens `rel` inside `root` (symlinks resolved as if `root` were `/`).
-fn open_in_root(
+pub(crate) fn open_in_root(
     root: &OwnedFd,
     rel: &Path,
     flags: OFlag,
@@ -70,7 +70,10 @@ fn open_in_root(
 }
 
 /// Creates the directory `rel` (and parents) inside `root`; returns an O_PATH fd.
-fn mkdir_all(root: &OwnedFd, rel: &Path, extra: ResolveFlag) -> Result<OwnedFd> {
+/// Every step is resolved inside `root`, so a symlink (planted, or swapped in
+/// by a race) can never make it create or open anything outside
+/// (CVE-2021-30465, CVE-2024-45310).
+pub(crate) fn mkdir_all(root: &OwnedFd, rel: &Path, extra: ResolveFlag) -> Result<OwnedFd> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
     let mut cur = open_in_root(root, Path::new(""), flags, extra)
         .map_err(|e| Error::sys("open container root", e))?;
@@ -190,11 +193,41 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
     Ok(root)
 }
 
+/// Kernel file systems, and the directories the runtime itself sets up, must be
+/// plain directories of the rootfs: no symlink anywhere on the way, not even
+/// one resolving inside the root (CVE-2019-19921, CVE-2023-27561, CVE-2026-41579).
+const PLAIN_DIRS: &[&str] = &["proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue"];
+const PLAIN_TYPES: &[&str] = &["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
+
+fn must_be_plain(dest: &Path, typ: &str) -> bool {
+    PLAIN_TYPES.contains(&typ) || PLAIN_DIRS.iter().any(|d| dest == Path::new(d))
+}
+
+/// Maps the errors of a `RESOLVE_NO_SYMLINKS` walk to a refusal naming `what`.
+fn refuse_symlink(what: String) -> impl FnOnce(Error) -> Error {
+    move |e| match e {
+        Error::Sys {
+            source: Errno::ELOOP | Errno::ENOTDIR,
+            ..
+        } => Error::spec(
+            "mounts",
+            format!("refusing to {what}: not a plain directory (symlink?)"),
+        ),
+        other => other,
+    }
+}
+
 fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
     let dest = relative(m.destination());
     let typ = m.typ().as_deref().unwrap_or("none");
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    let strict = if must_be_plain(&dest, typ) {
+        ResolveFlag::RESOLVE_NO_SYMLINKS
+    } else {
+        ResolveFlag::empty()
+    };
+    let refuse = || refuse_symlink(format!("mount {typ} on {}", m.destination().display()));
 
     if opts.is_bind() {
         let src = m.source().as_deref().unwrap_or(Path::new(""));
@@ -204,7 +237,7 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
             Path::new(&cfg.bundle).join(src)
         };
         let meta = std::fs::metadata(&src).map_err(|e| Error::io("stat bind source", &src, e))?;
-        let target = ensure_target(root, &dest, !meta.is_dir(), ResolveFlag::empty())?;
+        let target = ensure_target(root, &dest, !meta.is_dir(), strict).map_err(refuse())?;
         let src = src.to_string_lossy();
         mnt(
             Some(&src),
@@ -217,7 +250,7 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
         let remount = opts.remount_flags();
         if !remount.is_empty() {
             // Reopen: the old fd still points below the new mount.
-            let top = open_in_root(root, &dest, OFlag::O_PATH, ResolveFlag::empty())
+            let top = open_in_root(root, &dest, OFlag::O_PATH, strict)
                 .map_err(|e| Error::sys("reopen bind target", e))?;
             let p = fd_path(&top);
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount | kept_flags(&p);
@@ -229,21 +262,7 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
         match typ {
             "proc" | "sysfs" => {
                 // Refuse any symlink on the way (CVE-2019-19921, CVE-2023-27561).
-                let target = mkdir_all(root, &dest, ResolveFlag::RESOLVE_NO_SYMLINKS).map_err(
-                    |e| match e {
-                        Error::Sys {
-                            source: Errno::ELOOP | Errno::ENOTDIR,
-                            ..
-                        } => Error::spec(
-                            "mounts",
-                            format!(
-                                "refusing to mount {typ} on {}: not a plain directory (symlink?)",
-                                m.destination().display()
-                            ),
-                        ),
-                        other => other,
-                    },
-                )?;
+                let target = mkdir_all(root, &dest, strict).map_err(refuse())?;
                 mnt(
                     Some(typ),
                     &fd_path(&target),
@@ -253,9 +272,9 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
                     || format!("mount {typ}"),
                 )?;
             }
-            "cgroup" => mount_cgroup(root, cfg, &dest, &opts)?,
+            "cgroup" => mount_cgroup(root, cfg, &dest, &opts).map_err(refuse())?,
             _ => {
-                let target = mkdir_all(root, &dest, ResolveFlag::empty())?;
+                let target = mkdir_all(root, &dest, strict).map_err(refuse())?;
                 let src = m
                     .source()
                     .as_deref()
@@ -272,7 +291,7 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
         }
     }
     if !opts.propagation.is_empty() {
-        let top = open_in_root(root, &dest, OFlag::O_PATH, ResolveFlag::empty())
+        let top = open_in_root(root, &dest, OFlag::O_PATH, strict)
             .map_err(|e| Error::sys("reopen mount target", e))?;
         for p in &opts.propagation {
             mnt(NONE, &fd_path(&top), NONE, *p, NONE, || {
@@ -291,7 +310,7 @@ fn mount_cgroup(
     dest: &Path,
     opts: &crate::mounts::MountOptions,
 ) -> Result<()> {
-    let target = mkdir_all(root, dest, ResolveFlag::empty())?;
+    let target = mkdir_all(root, dest, ResolveFlag::RESOLVE_NO_SYMLINKS)?;
     let base = opts.flags & !(MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT);
     if cfg.cgroup_v2 {
         return mnt(
@@ -352,7 +371,8 @@ const STD_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty
 /// and the spec's `linux.devices` (mknod), all relative to a `/dev` fd
 /// (CVE-2026-41579).
 fn setup_dev(root: &OwnedFd, spec: &Spec, dev_mounted: bool) -> Result<()> {
-    let dev = mkdir_all(root, Path::new("dev"), ResolveFlag::empty())?;
+    let dev = mkdir_all(root, Path::new("dev"), ResolveFlag::RESOLVE_NO_SYMLINKS)
+        .map_err(refuse_symlink("set up /dev".into()))?;
     let spec_devices = spec
         .linux()
         .as_ref()
@@ -458,8 +478,76 @@ pub fn pivot(root: &OwnedFd) -> Result<()> {
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
 }
 
-/// Writes `linux.sysctl` through `/proc/sys`, checking the file really is on
-/// procfs (CVE-2025-52881).
+/// A handle on the root of the container's procfs with nothing mounted on top
+/// of anything below it: a non-recursive `open_tree(OPEN_TREE_CLONE)` copy of
+/// `/proc` (over-mounts are not copied), verified to be a procfs root. Without
+/// `open_tree`, `/proc` itself (then [`open_proc`] refuses to cross a mount).
+fn proc_root() -> Result<OwnedFd> {
+    let path = c"/proc";
+    // SAFETY: open_tree with a valid path; a returned fd is ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    let fd = if rc >= 0 {
+        // SAFETY: open_tree just returned this new fd.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc as i32) }
+    } else {
+        nix::fcntl::open(
+            "/proc",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open /proc", e))?
+    };
+    let fs = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("statfs /proc", e))?;
+    let st = fstat(&fd).map_err(|e| Error::sys("stat /proc", e))?;
+    // PROC_ROOT_INO is 1.
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC || st.st_ino != 1 {
+        return Err(Error::spec("mounts", "/proc is not the root of a procfs"));
+    }
+    Ok(fd)
+}
+
+/// Opens `rel` (e.g. `sys/kernel/hostname`, `1/oom_score_adj`) on a verified
+/// procfs handle: no symlinks, no magic links, no mount crossings, so a mount
+/// over part of `/proc` cannot redirect the write (CVE-2025-52881).
+pub(crate) fn open_proc(rel: &str, flags: OFlag) -> Result<OwnedFd> {
+    let what = || format!("/proc/{rel}");
+    let root = proc_root()?;
+    let fd = openat2(
+        &root,
+        rel,
+        OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        ),
+    )
+    .map_err(|e| match e {
+        Errno::EXDEV => Error::spec(
+            "mounts",
+            format!("refusing to write {}: something is mounted over it", what()),
+        ),
+        e => Error::sys(format!("open {}", what()), e),
+    })?;
+    let fs =
+        nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys(format!("statfs {}", what()), e))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::spec(
+            "mounts",
+            format!("{} is not on procfs", what()),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Writes `linux.sysctl` through a verified procfs handle (CVE-2025-52881).
 pub fn write_sysctls(spec: &Spec) -> Result<()> {
     use std::io::Write;
     let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
@@ -469,21 +557,13 @@ pub fn write_sysctls(spec: &Spec) -> Result<()> {
         if key.contains("..") || key.contains('/') && key.contains('.') {
             return Err(Error::spec("linux.sysctl", format!("invalid key {key:?}")));
         }
-        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        let fd = nix::fcntl::open(
-            &path,
-            OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::sys(format!("linux.sysctl: open {}", path.display()), e))?;
-        let fs = nix::sys::statfs::fstatfs(&fd)
-            .map_err(|e| Error::sys(format!("linux.sysctl: statfs {}", path.display()), e))?;
-        if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-            return Err(Error::spec(
-                "linux.sysctl",
-                format!("{} is not on procfs", path.display()),
-            ));
-        }
+        let rel = format!("sys/{}", key.replace('.', "/"));
+        let path = format!("/proc/{rel}");
+        let fd = open_proc(&rel, OFlag::O_WRONLY).map_err(|e| match e {
+            Error::Sys { step, source } => Error::sys(format!("linux.sysctl: {step}"), source),
+            Error::InvalidSpec { reason, .. } => Error::spec("linux.sysctl", reason),
+            other => other,
+        })?;
         std::fs::File::from(fd)
             .write_all(value.as_bytes())
             .map_err(|e| Error::io("linux.sysctl: write", &path, e))?;

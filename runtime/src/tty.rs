@@ -48,6 +48,7 @@ pub fn open_pty(size: Option<&oci_spec::runtime::Box>) -> Result<Pty> {
         })?,
         Err(e) => return Err(Error::sys("open /dev/pts/ptmx", e)),
     };
+    verify_master(&master)?;
     let unlock: libc::c_int = 0;
     ioctl_int(
         &master,
@@ -68,6 +69,20 @@ pub fn open_pty(size: Option<&oci_spec::runtime::Box>) -> Result<Pty> {
         set_size(&master, b.height(), b.width())?;
     }
     Ok(Pty { master, peer })
+}
+
+/// The master must come from a devpts `ptmx` (5:2), not from whatever the
+/// rootfs put at that path.
+fn verify_master(master: &OwnedFd) -> Result<()> {
+    let st = fstat(master).map_err(|e| Error::sys("stat the pty master", e))?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_chr || st.st_rdev != nix::sys::stat::makedev(5, 2) {
+        return Err(Error::spec(
+            "process.terminal",
+            "the pty master is not the ptmx character device (5:2)",
+        ));
+    }
+    Ok(())
 }
 
 /// The peer must be a pts character device on a devpts file system.

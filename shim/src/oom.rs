@@ -52,20 +52,15 @@ pub fn watch(shim: Arc<Shim>, id: String, watcher: tent_runtime::OomWatcher) {
                 return;
             }
             if !shim.has_task(&id) {
-                // v1 signals the eventfd when the cgroup is removed.
                 return;
             }
-            let oom = if v2 {
-                match watcher.oom_kills() {
-                    Ok(kills) if kills > seen => {
-                        seen = kills;
-                        true
-                    }
-                    Ok(_) => false,
-                    Err(_) => return, // memory.events is gone with the cgroup
+            let oom = match watcher.oom_kills() {
+                Ok(kills) if kills > seen => {
+                    seen = kills;
+                    true
                 }
-            } else {
-                true
+                Ok(_) => false,
+                Err(_) => return, // the counter file is gone with the cgroup
             };
             if oom {
                 log::info!("container {id}: OOM");

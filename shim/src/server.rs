@@ -43,6 +43,8 @@ pub fn serve(flags: Flags) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(16)
+        // Idle blocking threads cost memory in every shim; they are cheap to recreate.
+        .thread_keep_alive(std::time::Duration::from_millis(500))
         .build()
         .map_err(|e| Error::io("build tokio runtime", e))?;
     let result = runtime.block_on(run(flags, listener, init_exe));
