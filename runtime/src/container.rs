@@ -247,7 +247,12 @@ impl Handle {
             }
             return self.cgroup.signal_all(sig);
         }
-        pidfd::send_signal(&self.pidfd, signal)
+        pidfd::send_signal(&self.pidfd, signal)?;
+        // A frozen task cannot act on SIGKILL until thawed (as runc, thaw after it).
+        if signal == libc::SIGKILL && self.cgroup.is_frozen().unwrap_or(false) {
+            self.cgroup.thaw()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn pids(&self) -> Vec<i32> {
