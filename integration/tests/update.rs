@@ -73,11 +73,8 @@ fn assert_update_refused(r: &Running, resources: serde_json::Value, needles: &[&
     let f = memory_limit_file(r.pid);
     let before = read_trim(&f);
     let cpus = task_cgroup_dir_for(r.pid, "cpuset");
-    let cpus_file = if common::cgroup_v2() {
-        "cpuset.cpus"
-    } else {
-        "cpuset.cpus"
-    };
+    // Same file name on cgroup v1 and v2.
+    let cpus_file = "cpuset.cpus";
     let cpus_before = std::fs::read_to_string(cpus.join(cpus_file)).unwrap_or_default();
     let res = shim_update(r.c, &r.id, &resources);
     eprintln!("update {resources} → {res:?}");

@@ -47,8 +47,17 @@ pub struct Owner<'a> {
     pub namespace: &'a str,
 }
 
-/// Opens the three streams; returns them and, when stdin is used, its closer.
-pub fn open(paths: &StdioPaths, owner: Owner<'_>) -> Result<(Stdio, Option<StdinCloser>)> {
+/// The opened streams of one process.
+pub struct Opened {
+    pub stdio: Stdio,
+    pub stdin: Option<StdinCloser>,
+    /// The shim's own handles on the output FIFOs: they keep written output alive
+    /// until containerd's reader has drained it (see [`drain`]).
+    pub held: Vec<OwnedFd>,
+}
+
+/// Opens the three streams.
+pub fn open(paths: &StdioPaths, owner: Owner<'_>) -> Result<Opened> {
     let (stdin, closer) = if paths.stdin.is_empty() {
         (None, None)
     } else {
@@ -64,12 +73,54 @@ pub fn open(paths: &StdioPaths, owner: Owner<'_>) -> Result<(Stdio, Option<Stdin
             open_output("stderr", &paths.stderr)?,
         )
     };
+    let mut held = Vec::new();
+    for (fd, uri) in [(&stdout, &paths.stdout), (&stderr, &paths.stderr)] {
+        if let (Some(fd), true) = (fd, is_fifo(uri)) {
+            held.push(
+                fd.try_clone()
+                    .map_err(|e| Error::io(format!("hold {uri}"), e))?,
+            );
+        }
+    }
     let stdio = Stdio {
         stdin,
         stdout,
         stderr,
     };
-    Ok((stdio, closer))
+    Ok(Opened {
+        stdio,
+        stdin: closer,
+        held,
+    })
+}
+
+fn is_fifo(uri: &str) -> bool {
+    !uri.is_empty() && (!uri.contains("://") || uri.starts_with("fifo://"))
+}
+
+/// Waits (bounded) until nothing written to the held output FIFOs is left unread,
+/// then closes them. A FIFO's buffered data dies with its last open fd, and the
+/// workload's fds close at exit, maybe before containerd's reader has opened its end.
+pub async fn drain(held: Vec<OwnedFd>, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    for fd in held {
+        while unread(&fd) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Bytes buffered in a pipe (FIONREAD).
+fn unread(fd: &OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer we pass.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        0
+    } else {
+        n
+    }
 }
 
 /// Starts copying the stdin FIFO into a pipe; returns the pipe's read end for the

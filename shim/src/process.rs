@@ -38,6 +38,7 @@ pub struct Process {
     pid: AtomicI32,
     pub stdio: StdioPaths,
     stdin: Mutex<Option<StdinCloser>>,
+    held_outputs: Mutex<Vec<OwnedFd>>,
     console: Mutex<Option<OwnedFd>>,
     state: Mutex<Status>,
     exit: watch::Sender<Option<Exit>>,
@@ -52,6 +53,7 @@ impl Process {
             pid: AtomicI32::new(0),
             stdio,
             stdin: Mutex::new(None),
+            held_outputs: Mutex::new(Vec::new()),
             console: Mutex::new(None),
             state: Mutex::new(Status::Created),
             exit: watch::channel(None).0,
@@ -69,6 +71,21 @@ impl Process {
 
     pub fn set_stdin(&self, closer: Option<StdinCloser>) {
         *lock(&self.stdin) = closer;
+    }
+
+    pub fn hold_outputs(&self, held: Vec<OwnedFd>) {
+        *lock(&self.held_outputs) = held;
+    }
+
+    /// Lets go of the output FIFOs at once (the process never ran, or is deleted).
+    pub fn drop_outputs(&self) {
+        lock(&self.held_outputs).clear();
+    }
+
+    /// Lets go of the output FIFOs once their contents were read (bounded wait).
+    pub async fn release_outputs(&self, limit: std::time::Duration) {
+        let held = std::mem::take(&mut *lock(&self.held_outputs));
+        crate::io::drain(held, limit).await;
     }
 
     /// Closes the workload's stdin (containerd's `CloseIO`).

@@ -31,8 +31,8 @@ use crate::{console, metrics, oom};
 const UNCLAIMED_EXITS: usize = 256;
 /// How long Delete of a never-started process waits for the killed process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-/// How long an exit event waits for a terminal's output to drain.
-const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// How long an exit event waits for unread output to be read by containerd.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(3);
 
 /// All containers this shim process serves (one, or a whole pod).
 pub struct Shim {
@@ -116,7 +116,8 @@ impl Shim {
         if !p.set_exited(status) {
             return;
         }
-        // A terminal's last output must reach containerd before the exit does.
+        // The last output must reach containerd before the exit does.
+        p.release_outputs(OUTPUT_DRAIN).await;
         let _ = tokio::time::timeout(OUTPUT_DRAIN, p.output_drained()).await;
         let at = p.exit().map(|e| e.at).unwrap_or_else(SystemTime::now);
         log::info!(
@@ -164,15 +165,16 @@ impl Shim {
                 },
             )
         };
-        let (stdio, closer) = if process.stdio.stdout.starts_with("binary://") {
+        let opened = if process.stdio.stdout.starts_with("binary://") {
             tokio::task::spawn_blocking(open)
                 .await
                 .map_err(|e| Error::Internal(format!("open log binary: {e}")))??
         } else {
             open()?
         };
-        process.set_stdin(closer);
-        Ok(stdio)
+        process.set_stdin(opened.stdin);
+        process.hold_outputs(opened.held);
+        Ok(opened.stdio)
     }
 
     pub async fn create(self: &Arc<Self>, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
@@ -323,6 +325,7 @@ impl Shim {
                 // Failed before the workload ran: the exec is over, as with runc.
                 exec.process.set_exited(128);
                 exec.process.close_stdin();
+                exec.process.drop_outputs();
                 return Err(e);
             }
         };
@@ -461,6 +464,7 @@ impl Shim {
                 }
                 lock(&task.execs).remove(&p.exec_id);
                 p.close_stdin();
+                p.drop_outputs();
                 let exit = p.exit().unwrap_or(Exit {
                     status: 0,
                     at: SystemTime::now(),
@@ -522,10 +526,12 @@ impl Shim {
         }
         task.destroy().await?;
         lock(&self.tasks).remove(&task.id);
-        for exec in lock(&task.execs).drain() {
-            exec.1.process.close_stdin();
+        for (_, exec) in lock(&task.execs).drain() {
+            exec.process.close_stdin();
+            exec.process.drop_outputs();
         }
         task.init.close_stdin();
+        task.init.drop_outputs();
         Ok(task.init.exit().unwrap_or(Exit {
             status: 0,
             at: SystemTime::now(),

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Build tent's test image offline.
+#
+#   hack/build-image.sh [--add SRC:DEST]... [--out FILE]
+#
+# Output: .cache/images/tent-test.tar (OCI image layout archive), image name
+# docker.io/library/tent-test:latest (set as io.containerd.image.name and
+# org.opencontainers.image.ref.name annotations, so `ctr images import` on containerd 1.6, 1.7
+# and 2.x names it without --base-name).
+# Content: Debian busybox-static's /bin/busybox with a symlink per applet in /bin, /etc/passwd
+# and /etc/group (root 0, tent 1000, nobody 65534), /tmp (1777), empty /proc /sys /dev, cmd /bin/sh.
+# --add copies an extra (static) file into the image, e.g. the tests' helper:
+#   --add target/x86_64-unknown-linux-gnu/release/tent-testbin:/bin/tent-testbin
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$REPO/.cache/images/tent-test.tar"
+NAME="docker.io/library/tent-test:latest"
+ADDS=()
+log() { echo "build-image: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+while (($#)); do
+  case "$1" in
+    --add) [[ $# -ge 2 ]] || die "--add needs SRC:DEST"; ADDS+=("$2"); shift 2 ;;
+    --add=*) ADDS+=("${1#--add=}"); shift ;;
+    --out) [[ $# -ge 2 ]] || die "--out needs a path"; OUT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) die "unknown argument '$1' (usage: $0 [--add SRC:DEST]... [--out FILE])" ;;
+  esac
+done
+
+command -v umoci >/dev/null || die "umoci missing: run hack/install-deps.sh"
+BUSYBOX=/bin/busybox
+[[ -x "$BUSYBOX" ]] || die "$BUSYBOX missing: run hack/install-deps.sh (busybox-static)"
+file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' && die "$BUSYBOX is dynamic: install busybox-static"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/tent-image.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+R="$WORK/rootfs"
+mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev,root,home/tent,var,run,usr}
+chmod 1777 "$R/tmp"; chmod 700 "$R/root"
+chown 1000:1000 "$R/home/tent"
+ln -s ../bin "$R/usr/bin"
+ln -s bin "$R/sbin"
+install -m 0755 "$BUSYBOX" "$R/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+  [[ "$a" == busybox || -e "$R/bin/$a" ]] || ln -s busybox "$R/bin/$a"
+done
+cat >"$R/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+tent:x:1000:1000:tent test user:/home/tent:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+P
+cat >"$R/etc/group" <<'G'
+root:x:0:
+tent:x:1000:
+nogroup:x:65534:
+nobody:x:65534:
+G
+echo tent-test >"$R/etc/hostname"
+: >"$R/etc/resolv.conf"
+printf '127.0.0.1 localhost\n::1 localhost\n' >"$R/etc/hosts"
+
+for spec in "${ADDS[@]+"${ADDS[@]}"}"; do
+  src="${spec%%:*}"; dest="${spec#*:}"
+  [[ "$src" != "$spec" && -n "$dest" && "$dest" == /* ]] || die "--add expects SRC:/ABS/DEST, got '$spec'"
+  [[ -f "$src" ]] || die "--add: source file '$src' does not exist (build it first)"
+  mkdir -p "$R$(dirname "$dest")"
+  install -m 0755 "$src" "$R$dest"
+  log "added $src as $dest"
+done
+
+L="$WORK/layout"
+umoci init --layout "$L"
+umoci new --image "$L:latest"
+umoci insert --image "$L:latest" "$R" / >/dev/null
+umoci config --image "$L:latest" \
+  --config.cmd /bin/sh \
+  --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  --config.workingdir / \
+  --architecture amd64 --os linux \
+  --author tent --history.created_by "hack/build-image.sh"
+umoci gc --layout "$L"
+# Name the manifest in index.json so every containerd version imports it under $NAME.
+jq --arg n "$NAME" '.manifests |= map(.annotations = ((.annotations // {}) + {
+      "io.containerd.image.name": $n,
+      "org.opencontainers.image.ref.name": "latest"}))' "$L/index.json" >"$WORK/index.json"
+mv "$WORK/index.json" "$L/index.json"
+[[ "$(jq '.manifests | length' "$L/index.json")" == 1 ]] || die "expected one manifest in index.json"
+
+mkdir -p "$(dirname "$OUT")"
+tar -C "$L" --owner=0 --group=0 -cf "$OUT.tmp" oci-layout index.json blobs
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT ($(du -h "$OUT" | cut -f1)) as $NAME"
+echo "$OUT"

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# THE test command (CI runs it through .ci/run on a clean clone):
+#
+#   hack/test.sh
+#
+# 1. Debian deps and containerd 1.6 / 1.7 / 2.1     (bash hack/install-deps.sh, bash hack/install-containerd.sh)
+# 2. cargo fmt --check, cargo clippy --all-targets -D warnings
+# 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
+# 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
+# 5. the integration tests (integration/tests/*.rs) once per containerd version
+#
+# Environment:
+#   TENT_TEST_VERSIONS   containerd versions to test (default "1.6 1.7 2.1")
+#   TENT_TEST_RUNTIME    runtime under test (default io.containerd.tent.v1; io.containerd.runc.v2
+#                        validates the tests themselves)
+#   TENT_TEST_SKIP_LINT=1  skip fmt/clippy (local iteration only)
+#   TENT_UNIT_TIMEOUT / TENT_IT_TIMEOUT  bound (s) of the unit step / each integration step (900)
+#   TENT_TEST_THREADS    parallel tests per integration binary (default 4)
+# Every step runs even if an earlier check failed (builds excepted); the exit code is non-zero if
+# anything failed, and a summary with times closes the output.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+VERSIONS="${TENT_TEST_VERSIONS:-1.6 1.7 2.1}"
+export TENT_TEST_RUNTIME="${TENT_TEST_RUNTIME:-io.containerd.tent.v1}"
+TRIPLE=x86_64-unknown-linux-gnu
+LOGDIR="$(mktemp -d /tmp/tent-test-logs.XXXXXX)"
+TENT_IT_ROOT="$(mktemp -d /tmp/tent-it.XXXXXX)"   # private daemons of the test binaries
+export TENT_IT_ROOT
+T0=$SECONDS
+STEPS=(); FAILED=0; PASSED_TESTS=0; FAILED_TESTS=0; SKIPPED_TESTS=0
+
+cleanup() {
+  local d
+  for d in "$TENT_IT_ROOT"/*/; do
+    [[ -f "$d/config.toml" ]] && bash hack/containerd.sh down "$d" >/dev/null 2>&1 || true
+  done
+  rm -rf "$TENT_IT_ROOT"
+}
+trap cleanup EXIT
+
+say() { printf '\n==> [%4ds] %s\n' "$((SECONDS - T0))" "$*"; }
+record() { # <name> <status> <seconds>
+  STEPS+=("$(printf '%-44s %-5s %5ss' "$1" "$2" "$3")")
+  [[ "$2" == ok || "$2" == skip ]] || FAILED=1
+}
+count_tests() { # <log> : add up libtest's "test result:" lines
+  local p f i
+  while read -r p f i; do
+    PASSED_TESTS=$((PASSED_TESTS + p)); FAILED_TESTS=$((FAILED_TESTS + f)); SKIPPED_TESTS=$((SKIPPED_TESTS + i))
+  done < <(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' "$1")
+}
+step() { # <name> <cmd...> : run, time, record; returns the command's status
+  local name="$1" t=$SECONDS rc=0; shift
+  say "$name"
+  "$@" || rc=$?
+  record "$name" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "$((SECONDS - t))"
+  return $rc
+}
+step_log() { # like step, but tees into a log and counts libtest results
+  local name="$1" t=$SECONDS rc=0 logf; shift
+  logf="$LOGDIR/$(echo "$name" | tr -c 'a-zA-Z0-9.\n' '_').log"
+  say "$name"
+  set +o pipefail
+  { "$@" 2>&1; echo "__rc=$?" >"$logf.rc"; } | tee "$logf"
+  set -o pipefail
+  rc="$(sed 's/__rc=//' "$logf.rc")"
+  count_tests "$logf"
+  record "$name" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "$((SECONDS - t))"
+  return "$rc"
+}
+summary() {
+  say "summary (runtime under test: $TENT_TEST_RUNTIME)"
+  printf '  %s\n' "${STEPS[@]}"
+  printf '  total wall time: %ds; logs in %s\n' "$((SECONDS - T0))" "$LOGDIR"
+  echo "tests: $PASSED_TESTS passed, $FAILED_TESTS failed, $SKIPPED_TESTS skipped"
+}
+
+step "install Debian dependencies" bash hack/install-deps.sh || { summary; exit 1; }
+for v in $VERSIONS; do
+  step "install containerd $v" bash hack/install-containerd.sh "$v" || { summary; exit 1; }
+done
+
+if [[ "${TENT_TEST_SKIP_LINT:-0}" != 1 ]]; then
+  step "cargo fmt --check" cargo fmt --all -- --check || true
+  step "cargo clippy --all-targets -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
+else
+  record "lint (TENT_TEST_SKIP_LINT=1)" skip 0
+fi
+
+step "cargo build --release" cargo build --release --workspace || { summary; exit 1; }
+step "build tent-testbin (static)" env RUSTFLAGS="-C target-feature=+crt-static" \
+  cargo build --release -p tent-integration --bin tent-testbin --target "$TRIPLE" || { summary; exit 1; }
+TESTBIN="$REPO/target/$TRIPLE/release/tent-testbin"
+export TENT_TESTBIN="$TESTBIN"
+step "build test image" bash hack/build-image.sh --add "$TESTBIN:/bin/tent-testbin" || { summary; exit 1; }
+
+# Every test step is bounded in time so a hanging test cannot eat CI's 90 minutes.
+UNIT_TIMEOUT="${TENT_UNIT_TIMEOUT:-900}"
+IT_TIMEOUT="${TENT_IT_TIMEOUT:-900}"
+step_log "unit tests (cargo test --workspace)" timeout -k 10 "$UNIT_TIMEOUT" \
+  cargo test --workspace --exclude tent-integration --all-targets --no-fail-fast || true
+step_log "integration crate lib tests" cargo test -p tent-integration --lib --bins || true
+
+# Build the integration test binaries once, then run them per containerd version.
+step "build integration tests" cargo test -p tent-integration --tests --no-run || { summary; exit 1; }
+for v in $VERSIONS; do
+  export TENT_CONTAINERD_VERSION="$v"
+  step_log "integration containerd $v ($TENT_TEST_RUNTIME)" timeout -k 10 "$IT_TIMEOUT" \
+    cargo test -p tent-integration --tests --no-fail-fast -- --test-threads="${TENT_TEST_THREADS:-4}" || true
+done
+
+summary
+exit "$FAILED"

@@ -1,0 +1,79 @@
+#!/bin/bash
+# PID 1 of the cgroup v2 VM (hack/vm-cgroupv2.sh), run by the host's bash after switch_root.
+# The initramfs has set up: overlay root (host root read-only + tmpfs), tmpfs on /tmp /run
+# /var/tmp /var/lib/containerd /var/lib/cni, /proc /sys /dev, and the result folder at
+# $tent_results (shared read-write with the host).
+#
+# Here: the remaining pseudo file systems, cgroup2 at /sys/fs/cgroup with every controller
+# enabled in the root's cgroup.subtree_control, then $tent_results/cmd.sh (written by the
+# host) with its output in $tent_results/output and its status in $tent_results/exit, then
+# power off. Nothing here may leave the VM running: every path ends in poweroff.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+R="${tent_results:?}"
+unset tent_results tent_init
+
+console() { echo "tent-vm: $*" >/dev/console; }
+# shellcheck disable=SC2317 # called through the EXIT trap
+poweroff_now() {
+  sync
+  echo o >/proc/sysrq-trigger
+  sleep 30
+}
+trap poweroff_now EXIT
+
+setup() {
+  mkdir -p /dev/pts /dev/shm /dev/mqueue
+  mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts || return 1
+  mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || return 1
+  mount -t mqueue mqueue /dev/mqueue || return 1
+  [[ -e /dev/ptmx ]] || ln -s pts/ptmx /dev/ptmx
+  ln -sfn /proc/self/fd /dev/fd; ln -sfn /proc/self/fd/0 /dev/stdin
+  ln -sfn /proc/self/fd/1 /dev/stdout; ln -sfn /proc/self/fd/2 /dev/stderr
+  mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+  mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+
+  # cgroup v2 only: the kernel runs with cgroup_no_v1=all.
+  mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup || return 1
+  local c ctrls
+  ctrls="$(cat /sys/fs/cgroup/cgroup.controllers)"
+  for c in $ctrls; do
+    echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || { console "cannot enable controller $c"; return 1; }
+  done
+  console "cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+
+  # No modprobe here (each costs ~1 s under TCG): the host's /lib/modules and /sbin/modprobe
+  # are visible, so the kernel autoloads veth, bridge, etc. when they are first used.
+  return 0
+}
+
+read -r up _ </proc/uptime
+echo "$up" >"$R/boot-seconds"
+console "init started at ${up}s of guest uptime"
+if ! setup; then
+  console "guest setup failed"
+  echo 125 >"$R/exit"
+  exit 1
+fi
+
+# Output goes to tmpfs first (9p writes are slow), is streamed to the serial console (so the
+# host's console log shows progress even if the VM is killed), then copied to the result folder.
+# No pipe: a daemon the command leaves running must not keep us waiting for EOF.
+cd /
+set +e
+out=/run/tent-vm/output
+: >"$out"
+bash "$R/cmd.sh" </dev/null >"$out" 2>&1 &
+pid=$!
+tail -n +1 -s 0.5 -f --pid="$pid" "$out" >/dev/console 2>&1 &
+wait "$pid"
+rc=$?
+sleep 0.6
+cp "$out" "$R/output"
+read -r up _ </proc/uptime
+echo "$up" >"$R/end-seconds"
+console "command exited with status $rc at ${up}s of guest uptime"
+echo "$rc" >"$R/exit"
+exit 0

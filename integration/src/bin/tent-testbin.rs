@@ -1,0 +1,155 @@
+//! `tent-testbin`: a tiny static helper that runs inside test containers.
+//!
+//! Built static (`RUSTFLAGS=-C target-feature=+crt-static`, x86_64-unknown-linux-gnu) and
+//! copied into the test image as `/bin/tent-testbin` by `hack/build-image.sh --add`.
+//!
+//! Subcommands:
+//! - `wait-term`            install a SIGTERM handler, print `ready`, wait; on SIGTERM print
+//!   `got SIGTERM` and exit 42 (distinct from 143, the default action)
+//! - `orphans N`            fork a child that forks N grandchildren (each sleeps 300 ms) and exits
+//!   at once; as PID 1, reap every child with waitpid(-1), print
+//!   `reaped K`, then `ready` and wait for SIGTERM (exit 0)
+//! - `status`               print Cap*/Uid/Gid/Groups/NoNewPrivs from /proc/self/status, `Cwd:`,
+//!   `Hostname:`, `Pid:` and /proc/self/limits
+//! - `exit N`               exit with code N
+//! - `pause`                print `ready` and wait for any signal without a handler
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static GOT_TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    GOT_TERM.store(true, Ordering::SeqCst);
+}
+
+fn say(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
+
+fn install_term_handler() {
+    // SAFETY: a plain sigaction with an async-signal-safe handler (one atomic store).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_term as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()) != 0 {
+            eprintln!("sigaction: {}", std::io::Error::last_os_error());
+            std::process::exit(2);
+        }
+    }
+}
+
+fn wait_for_term() -> ! {
+    while !GOT_TERM.load(Ordering::SeqCst) {
+        // SAFETY: pause() just waits for a signal.
+        unsafe { libc::pause() };
+    }
+    say("got SIGTERM");
+    std::process::exit(42);
+}
+
+fn orphans(n: u32) -> ! {
+    install_term_handler();
+    // SAFETY: single-threaded program; children only call async-signal-safe functions.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        eprintln!("fork: {}", std::io::Error::last_os_error());
+        std::process::exit(2);
+    }
+    if child == 0 {
+        for _ in 0..n {
+            // SAFETY: as above.
+            let g = unsafe { libc::fork() };
+            if g == 0 {
+                // SAFETY: usleep and _exit are async-signal-safe.
+                unsafe {
+                    libc::usleep(300_000);
+                    libc::_exit(0);
+                }
+            }
+        }
+        // SAFETY: leave the grandchildren orphaned.
+        unsafe { libc::_exit(0) };
+    }
+    let mut reaped = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: plain waitpid.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r > 0 {
+            reaped += 1;
+            continue;
+        }
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break; // ECHILD: nothing left
+    }
+    say(&format!("reaped {reaped}"));
+    say("ready");
+    while !GOT_TERM.load(Ordering::SeqCst) {
+        // SAFETY: as above.
+        unsafe { libc::pause() };
+    }
+    std::process::exit(0);
+}
+
+fn status() {
+    let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in st.lines() {
+        let key = line.split(':').next().unwrap_or("");
+        if key.starts_with("Cap")
+            || matches!(
+                key,
+                "Uid" | "Gid" | "Groups" | "NoNewPrivs" | "Pid" | "Seccomp"
+            )
+        {
+            say(line);
+        }
+    }
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("error {e}"));
+    say(&format!("Cwd:\t{cwd}"));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    say(&format!("Hostname:\t{}", host.trim()));
+    // SAFETY: umask read-and-restore.
+    let mask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    say(&format!("Umask:\t{mask:04o}"));
+    print!(
+        "{}",
+        std::fs::read_to_string("/proc/self/limits").unwrap_or_default()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    match arg(1) {
+        "wait-term" => {
+            install_term_handler();
+            say("ready");
+            wait_for_term();
+        }
+        "orphans" => orphans(arg(2).parse().unwrap_or(3)),
+        "status" => status(),
+        "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
+        "pause" => {
+            say("ready");
+            loop {
+                // SAFETY: as above.
+                unsafe { libc::pause() };
+            }
+        }
+        other => {
+            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|exit N|pause)");
+            std::process::exit(2);
+        }
+    }
+}
