@@ -14,7 +14,7 @@
 #                TENT_IMAGE       image archive to import (default .cache/images/tent-test.tar;
 #                                 skipped with a warning if missing)
 #                TENT_CONTAINERD_LOG_LEVEL   daemon log level (default info)
-# Several daemons can run at once: every path, the CNI bridge name and its subnet are unique
+# Several daemons can run at once: every path and the CNI network name are unique
 # to DIR. Shim sockets live in /run/containerd/s (hashed by address, so no clashes).
 set -euo pipefail
 
@@ -33,33 +33,19 @@ bridge_name() { # unique per DIR, <= 15 chars
 }
 
 write_cni() { # <dir>
-  local d="$1" h br sub
-  h="$(printf '%s' "$d" | cksum | cut -d' ' -f1)"
+  # Pods get their own network namespace with loopback only: tests never put
+  # traffic on any address but loopback (no bridge, no private-range subnet).
+  local d="$1" br
   br="$(bridge_name "$d")"
-  sub="10.$((200 + h % 50)).$(((h / 50) % 256)).0/24"
   mkdir -p "$d/cni/net.d"
   cat >"$d/cni/net.d/10-tent.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "tent-$br",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$br",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{ "subnet": "$sub" }]],
-        "dataDir": "$d/cni/ipam"
-      }
-    },
-    { "type": "portmap", "capabilities": { "portMappings": true } }
-  ]
+  "plugins": [ { "type": "loopback" } ]
 }
 JSON
-  echo "$br $sub"
+  echo "$br loopback-only"
 }
 
 # Plugins a test daemon never needs; unknown names are ignored by containerd.
@@ -168,7 +154,7 @@ export TENT_CONTAINERD_VERSION=$ver
 export TENT_CONTAINERD_BIN=$bindir
 ENV
 
-  log "starting containerd $ver ($bindir) in $d (CNI bridge/subnet: $net)"
+  log "starting containerd $ver ($bindir) in $d (CNI: $net)"
   # Detached: own session, no inherited fds, so callers waiting on our stdout are not held.
   PATH="$shimdir:$bindir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     setsid "$bindir/containerd" --config "$d/config.toml" \
