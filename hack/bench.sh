@@ -81,13 +81,13 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
 fi
 
 cd "$REPO"
-SHIM_BIN="$REPO/target/release/containerd-shim-tent-v1"
+SHIM_BIN="$REPO/target/x86_64-unknown-linux-gnu/release/containerd-shim-tent-v1"
 if ((BUILD)); then
   command -v cargo >/dev/null || die "cargo missing (Rust toolchain)"
-  log "cargo build --release -p tent-shim"
-  cargo build --release -p tent-shim >&2 || die "cargo build --release -p tent-shim failed (tent shim does not build; fix it or use --no-build with an existing binary)"
+  log "hack/build-shim.sh (static release shim)"
+  "$REPO/hack/build-shim.sh" >/dev/null || die "hack/build-shim.sh failed (tent shim does not build; fix it or use --no-build with an existing binary)"
 fi
-[[ -x "$SHIM_BIN" ]] || die "$SHIM_BIN missing: run 'cargo build --release -p tent-shim' (or drop --no-build)"
+[[ -x "$SHIM_BIN" ]] || die "$SHIM_BIN missing: run hack/build-shim.sh (or drop --no-build)"
 
 # tent's runtime-only CLI (floor): the bin target of crate tent-runtime, unless --tent-cli.
 TENT_CLI_MISSING=""

@@ -10,7 +10,8 @@
 #                config.toml, root/, state/, cni/net.d/, bin/ctr (the version's ctr), env
 #                (CONTAINERD_ADDRESS, TENT_CTR, TENT_CONTAINERD_VERSION, TENT_CONTAINERD_BIN).
 # Environment:   TENT_SHIM_DIR    directory holding containerd-shim-tent-v1 (default
-#                                 <repo>/target/release), first on the daemon's PATH
+#                                 <repo>/target/x86_64-unknown-linux-gnu/release, as
+#                                 hack/build-shim.sh builds it), first on the daemon's PATH
 #                TENT_IMAGE       image archive to import (default .cache/images/tent-test.tar;
 #                                 skipped with a warning if missing)
 #                TENT_CONTAINERD_LOG_LEVEL   daemon log level (default info)
@@ -140,8 +141,8 @@ cmd_up() {
   fi
   bindir="$(bash "$REPO/hack/install-containerd.sh" "$ver" | tail -n1)"
   [[ -x "$bindir/containerd" ]] || die "no containerd in '$bindir'"
-  shimdir="${TENT_SHIM_DIR:-$REPO/target/release}"
-  [[ -x "$shimdir/containerd-shim-tent-v1" ]] || log "WARNING: $shimdir/containerd-shim-tent-v1 not built yet (cargo build --release); runtime tent will fail"
+  shimdir="${TENT_SHIM_DIR:-$REPO/target/x86_64-unknown-linux-gnu/release}"
+  [[ -x "$shimdir/containerd-shim-tent-v1" ]] || log "WARNING: $shimdir/containerd-shim-tent-v1 not built yet (hack/build-shim.sh); runtime tent will fail"
 
   mkdir -p "$d"/{root,state,opt,bin}
   ln -sfn "$bindir/ctr" "$d/bin/ctr"

@@ -18,8 +18,8 @@ say "installing dependencies"
 bash hack/install-deps.sh
 bash hack/install-containerd.sh "$VER" >/dev/null
 
-say "building tent (cargo build --release)"
-cargo build --release
+say "building tent (hack/build-shim.sh: static release shim)"
+bash hack/build-shim.sh >/dev/null
 
 say "building the test image"
 bash hack/build-image.sh --out "$REPO/.cache/images/tent-demo.tar" >/dev/null

@@ -89,7 +89,8 @@ else
   record "lint (TENT_TEST_SKIP_LINT=1)" skip 0
 fi
 
-step "cargo build --release" cargo build --release --workspace || { summary; exit 1; }
+step "cargo build --release" cargo build --release --workspace --exclude tent-shim || { summary; exit 1; }
+step "build the shim (static, hack/build-shim.sh)" bash hack/build-shim.sh || { summary; exit 1; }
 step "build tent-testbin (static)" env RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release -p tent-integration --bin tent-testbin --target "$TRIPLE" || { summary; exit 1; }
 TESTBIN="$REPO/target/$TRIPLE/release/tent-testbin"

@@ -5,7 +5,7 @@
 #
 # Checks that the kernel has cgroup v2 only, starts a private containerd 1.6 with
 # hack/containerd.sh (root/state on tmpfs), then per runtime (default io.containerd.runc.v2;
-# add io.containerd.tent.v1 once target/release/containerd-shim-tent-v1 is built) runs
+# add io.containerd.tent.v1 once hack/build-shim.sh has built the shim) runs
 # `ctr run --rm --memory-limit 64MiB` of the test image that prints /proc/self/cgroup (a
 # single v2 line) and its cgroup's memory.max, and checks both.
 # Prints timings. Exit status 0 = all good.
