@@ -77,6 +77,54 @@ pub fn validate(spec: &Spec) -> Result<()> {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err(Error::spec("config.json", "process.args is empty")),
     }
+    // Security settings tent cannot apply yet are refused, never silently dropped.
+    if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+        return Err(Error::Unsupported(
+            "linux.seccomp: seccomp filters are not supported yet; refusing to run without the requested filter".into(),
+        ));
+    }
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "process.apparmorProfile: AppArmor is not supported yet".into(),
+        ));
+    }
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "process.selinuxLabel: SELinux labels are not supported yet".into(),
+        ));
+    }
+    if let Some(hooks) = spec.hooks() {
+        let any = [
+            hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
+            hooks
+                .create_runtime()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty()),
+            hooks
+                .create_container()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty()),
+            hooks
+                .start_container()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty()),
+            hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
+            hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
+        ];
+        if any.contains(&true) {
+            return Err(Error::Unsupported(
+                "hooks: OCI hooks are not supported yet".into(),
+            ));
+        }
+    }
     if !process.cwd().is_absolute() {
         return Err(Error::spec(
             "process.cwd",
@@ -163,6 +211,49 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_security_settings_are_refused() {
+        let base: serde_json::Value = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "mount"}]}
+        });
+        let check = |patch: serde_json::Value, needle: &str| {
+            let mut v = base.clone();
+            json_merge(&mut v, &patch);
+            let spec: Spec = serde_json::from_value(v).expect("spec");
+            let err = validate(&spec).expect_err(needle);
+            assert!(err.to_string().contains(needle), "{err}");
+            assert_eq!(err.kind(), crate::ErrorKind::Unimplemented);
+        };
+        check(
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
+            "linux.seccomp",
+        );
+        check(
+            serde_json::json!({"process": {"apparmorProfile": "x"}}),
+            "apparmorProfile",
+        );
+        check(
+            serde_json::json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
+            "hooks",
+        );
+        let spec: Spec = serde_json::from_value(base.clone()).expect("spec");
+        validate(&spec).expect("plain spec is valid");
+    }
+
+    fn json_merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    json_merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (a, b) => *a = b.clone(),
+        }
+    }
 
     fn base() -> Value {
         serde_json::json!({
