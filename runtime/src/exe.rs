@@ -152,7 +152,11 @@ impl InitExe {
             .stdin(StdStdio::from(sync))
             .stdout(stdio(stdout))
             .stderr(stdio(stderr));
-        let child = cmd.spawn().map_err(|e| {
+        let spawned = {
+            let _guard = spawn_guard();
+            cmd.spawn()
+        };
+        let child = spawned.map_err(|e| {
             Error::io(
                 if exec {
                     "spawn exec stage 1"
@@ -166,6 +170,25 @@ impl InitExe {
         // The caller reaps globally; dropping `Child` neither waits nor kills.
         Ok(child.id())
     }
+}
+
+/// Serialises `Command::spawn` against a caller's global `waitpid(-1)` reaper.
+///
+/// When `execve` fails in the child, std's `spawn` reaps that child itself and
+/// asserts that its `wait` succeeds; a reaper that collected the child first makes
+/// std panic. Spawners hold the read side for the length of `spawn`; a reaper holds
+/// the write side while it calls `waitpid(-1)`.
+static SPAWN_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held around `Command::spawn` (see [`reaper_guard`]).
+pub fn spawn_guard() -> std::sync::RwLockReadGuard<'static, ()> {
+    SPAWN_LOCK.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by a global reaper around its `waitpid(-1)` calls, so it never collects a
+/// child that std's `spawn` is about to wait for.
+pub fn reaper_guard() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SPAWN_LOCK.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// True when this process was started as the container init (checked first in `main`).

@@ -39,7 +39,7 @@ mod tty;
 mod update;
 
 pub use error::{Error, ErrorKind, Result};
-pub use exe::{is_init_invocation, InitExe};
+pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
 pub use oom::OomWatcher;
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
 

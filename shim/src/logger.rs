@@ -107,8 +107,11 @@ pub fn spawn(uri: &str, owner: Owner<'_>) -> Result<(OwnedFd, OwnedFd)> {
             Ok(())
         });
     }
-    cmd.spawn()
-        .map_err(|e| Error::io(format!("start logging binary {}", target.path), e))?;
+    let spawned = {
+        let _guard = tent_runtime::spawn_guard();
+        cmd.spawn()
+    };
+    spawned.map_err(|e| Error::io(format!("start logging binary {}", target.path), e))?;
     drop(sources);
     drop((out_r, err_r, ready_w));
     // The logger closes fd 5 when it is ready to read (EOF here).

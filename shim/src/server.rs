@@ -131,7 +131,12 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
 /// Collects every exited child and routes it to its task: the one place that waits.
 async fn reap(shim: &Shim) {
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        // Never collect a child that a concurrent `Command::spawn` may still wait for.
+        let reaped = {
+            let _guard = tent_runtime::reaper_guard();
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+        };
+        match reaped {
             Ok(WaitStatus::Exited(pid, code)) => shim.on_exit(pid.as_raw(), code as u32).await,
             Ok(WaitStatus::Signaled(pid, sig, _)) => {
                 shim.on_exit(pid.as_raw(), 128 + sig as u32).await
