@@ -23,6 +23,8 @@ PKGS=(
   build-essential pkg-config    # cc/ld for cargo (build scripts, static linking of tent-testbin)
   protobuf-compiler             # protoc, in case a dependency's build script wants it
   git
+  cpio xz-utils binutils        # hack/vm-cgroupv2.sh: initramfs, modules, readelf (vmlinux
+                                # extraction); it installs qemu, the guest kernel and busybox
 )
 
 missing=()

@@ -8,6 +8,7 @@
 # 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
 # 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
+# 6. the cgroup-version-dependent tests in a pure cgroup v2 VM (containerd 1.6)
 #
 # Environment:
 #   TENT_TEST_VERSIONS   containerd versions to test (default "1.6 1.7 2.1")
@@ -16,6 +17,7 @@
 #   TENT_TEST_SKIP_LINT=1  skip fmt/clippy (local iteration only)
 #   TENT_UNIT_TIMEOUT / TENT_IT_TIMEOUT  bound (s) of the unit step / each integration step (900)
 #   TENT_TEST_THREADS    parallel tests per integration binary (default 4)
+#   TENT_V2_TIMEOUT      bound (s) of the cgroup v2 VM run (900); TENT_TEST_SKIP_V2=1 skips it
 # Every step runs even if an earlier check failed (builds excepted); the exit code is non-zero if
 # anything failed, and a summary with times closes the output.
 set -euo pipefail
@@ -111,6 +113,18 @@ for v in $VERSIONS; do
   step_log "integration containerd $v ($TENT_TEST_RUNTIME)" timeout -k 10 "$IT_TIMEOUT" \
     cargo test -p tent-integration --tests --no-fail-fast -- --test-threads="${TENT_TEST_THREADS:-4}" || true
 done
+
+# 6. The cgroup-version-dependent tests again on a pure cgroup v2 kernel: a throw-away qemu VM
+#    (hack/vm-cgroupv2.sh, hack/vm/README.md) running containerd 1.6; the set is
+#    hack/vm/run-v2-tests.sh's default (TENT_V2_TESTS), built by it with cargo.
+if [[ "${TENT_TEST_SKIP_V2:-0}" != 1 ]]; then
+  V2_TIMEOUT="${TENT_V2_TIMEOUT:-900}"
+  step "cgroup v2 VM setup" bash hack/vm-cgroupv2.sh --setup-only || true
+  step_log "integration cgroup v2 VM (containerd 1.6)" env TENT_CONTAINERD_VERSION=1.6 \
+    timeout -k 30 "$((V2_TIMEOUT + 300))" bash hack/vm/run-v2-tests.sh --timeout "$V2_TIMEOUT" || true
+else
+  record "cgroup v2 VM (TENT_TEST_SKIP_V2=1)" skip 0
+fi
 
 summary
 exit "$FAILED"

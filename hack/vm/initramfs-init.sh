@@ -6,6 +6,7 @@
 #    every path is writable inside the VM while nothing reaches the host
 # 3. mounts fresh tmpfs on /tmp /run /var/tmp /var/lib/containerd /var/lib/cni (no overlay
 #    below them, so containerd's overlayfs snapshotter works there)
+#    (and the host's copy of the repository again if it lies under one of them)
 # 4. mounts the result folder (9p tag "results", read-write) at $tent_results, the same
 #    absolute path as on the host
 # 5. switch_root to the overlay and exec $tent_init (hack/vm/guest-init.sh, run by the
@@ -48,6 +49,18 @@ for d in tmp run var/tmp var/lib/containerd var/lib/cni; do
   mount -t tmpfs -o mode=0755 tmpfs "/newroot/$d" || fail "mount tmpfs on /$d"
 done
 chmod 1777 /newroot/tmp /newroot/var/tmp
+
+# A repository under one of those (e.g. a clone in /tmp) would vanish under the fresh tmpfs:
+# put the host's copy back there, again under a tmpfs overlay (writable, nothing reaches the
+# host). The repository is where $tent_init lives.
+repo="${tent_init%/hack/vm/guest-init.sh}"
+case "$repo" in
+  /tmp/*|/run/*|/var/tmp/*|/var/lib/containerd/*|/var/lib/cni/*)
+    mkdir -p /rw/repo-upper /rw/repo-work "/newroot$repo"
+    mount -t overlay -o "lowerdir=/host$repo,upperdir=/rw/repo-upper,workdir=/rw/repo-work" \
+      overlay "/newroot$repo" || fail "mount overlay for the repository $repo"
+    ;;
+esac
 
 mkdir -p "/newroot$tent_results"
 mount -t 9p -o "$P9,rw,cache=none" results "/newroot$tent_results" || fail "mount 9p results"

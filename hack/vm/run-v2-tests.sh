@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Run PREBUILT test binaries inside the pure cgroup v2 VM (hack/vm-cgroupv2.sh). Builds nothing.
+# Run integration test binaries inside the pure cgroup v2 VM (hack/vm-cgroupv2.sh).
 #
-#   hack/vm/run-v2-tests.sh [--timeout SECS] <test-binary>... [-- <libtest args>...]
+#   hack/vm/run-v2-tests.sh [--timeout SECS] [<test-binary>...] [-- <libtest args>...]
 #
 #   <test-binary>      executables built on the host, e.g. by
 #                      `cargo test -p tent-integration --tests --no-run --message-format=json`
-#                      (any path; the host's root is visible in the VM at the same paths)
+#                      (any path; the host's root is visible in the VM at the same paths).
+#                      None given: the v2 set TENT_V2_TESTS (names of integration/tests/*.rs,
+#                      default "cgroups cgroupv2 pause update metrics oom cleanup") is built
+#                      first with `cargo test -p tent-integration --test <name>... --no-run`.
+#                      The shim, tent-testbin and the test image are NOT built: run
+#                      hack/test.sh once (or hack/build-shim.sh and hack/build-image.sh).
 #   <libtest args>     passed to every binary after the filter (e.g. --nocapture, --exact)
 # Environment:
 #   TENT_V2_FILTER        test-name filter(s), whitespace-separated, passed to every binary
@@ -56,7 +61,19 @@ while (($#)); do
   [[ -f "$1" && -x "$1" ]] || { log "ERROR: '$1' is not an executable file (build the tests on the host first)"; exit 125; }
   args+=("$(realpath "$1")"); n=$((n + 1)); shift
 done
-((n)) || { log "ERROR: usage: $0 [--timeout SECS] <test-binary>... [-- <libtest args>...]"; exit 125; }
+if ((n == 0)); then
+  read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup}"
+  targs=()
+  for t in "${names[@]}"; do targs+=(--test "$t"); done
+  log "building the v2 set on the host: ${names[*]}"
+  built="$(cd "$REPO" && cargo test -p tent-integration "${targs[@]}" --no-run --message-format=json \
+    | jq -r 'select(.profile.test and .executable != null) | .executable')" \
+    || { log "ERROR: cargo test --no-run failed"; exit 125; }
+  mapfile -t bins <<<"$built"
+  [[ "${#bins[@]}" == "${#names[@]}" && -n "${bins[0]}" ]] \
+    || { log "ERROR: expected ${#names[@]} test binaries, cargo gave: ${bins[*]}"; exit 125; }
+  args=("${bins[@]}" "${args[@]}"); n=${#bins[@]}
+fi
 log "running $n test binar$( ((n == 1)) && echo y || echo ies) in the cgroup v2 VM (filter: '${TENT_V2_FILTER:-}')"
 exec "$REPO/hack/vm-cgroupv2.sh" --timeout "$timeout_s" --env TENT_CGROUP_V2=1 -- \
   "$REPO/hack/vm/run-v2-tests.sh" --in-vm "${args[@]}"

@@ -841,12 +841,17 @@ pub fn cgroup_dirs(ns: &str, id: &str) -> Vec<PathBuf> {
 
 /// The cgroup dir of container `id` for a v1 controller (`memory`, `pids`, ...).
 pub fn cgroup_v1_dir(controller: &str, id: &str) -> PathBuf {
-    cgroup_roots()
-        .into_iter()
-        .find(|r| r.file_name().and_then(|n| n.to_str()) == Some(controller))
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup").join(controller))
-        .join(NAMESPACE)
-        .join(id)
+    // On a pure cgroup v2 host there is no per-controller hierarchy: the unified one.
+    let unified = PathBuf::from("/sys/fs/cgroup");
+    let root = if unified.join("cgroup.controllers").exists() {
+        unified
+    } else {
+        cgroup_roots()
+            .into_iter()
+            .find(|r| r.file_name().and_then(|n| n.to_str()) == Some(controller))
+            .unwrap_or_else(|| unified.join(controller))
+    };
+    root.join(NAMESPACE).join(id)
 }
 
 /// Pids listed in a cgroup dir's `cgroup.procs`.

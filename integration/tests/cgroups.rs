@@ -1,14 +1,42 @@
-//! Cgroup limits: memory (`--memory-limit`) and pids (spec) in the container's cgroup (issue #2).
+//! Cgroup limits: memory (`--memory-limit`), pids and cpu (spec) in the container's cgroup
+//! (issues #2, #5). Runs on the host's cgroup v1 and in the cgroup v2 VM (`TENT_CGROUP_V2=1`,
+//! hack/vm/run-v2-tests.sh): the limit files are `memory.limit_in_bytes` / `pids.max` /
+//! `cpu.cfs_quota_us` on v1 and `memory.max` / `pids.max` / `cpu.max` on v2.
+mod common;
+
+use std::path::PathBuf;
 use std::time::Duration;
-use tent_integration::{cgroup_procs, cgroup_v1_dir, unique_id, Containerd, RunOpts, Spec};
+
+use common::{cgroup_v2, read_trim, task_cgroup_dir_for};
+use tent_integration::{cgroup_procs, unique_id, Containerd, RunOpts, Spec};
 
 const T: Duration = Duration::from_secs(30);
 
-fn read_trim(p: &std::path::Path) -> String {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-        .trim()
-        .to_string()
+/// The container's dir for a v1 `controller` (or its unified dir on v2), checked to be ctr's
+/// `/<ns>/<id>` and to hold `pid`.
+fn cg_dir(pid: i32, controller: &str, id: &str) -> PathBuf {
+    let d = task_cgroup_dir_for(pid, controller);
+    assert!(
+        d.ends_with(common::expected_cgroup_suffix(id)),
+        "cgroup {} of {pid} is not /<ns>/{id}",
+        d.display()
+    );
+    assert!(
+        cgroup_procs(&d).contains(&pid),
+        "task {pid} not in {}",
+        d.display()
+    );
+    d
+}
+
+/// `memory.max` (v2) or `memory.limit_in_bytes` (v1) of the container.
+fn memory_limit(pid: i32, id: &str) -> String {
+    let d = cg_dir(pid, "memory", id);
+    read_trim(&d.join(if cgroup_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    }))
 }
 
 #[test]
@@ -23,16 +51,7 @@ fn memory_limit_in_cgroup() {
     );
     bg.wait_for_line("ready", T);
     let pid = c.wait_running(&id, T);
-    let dir = cgroup_v1_dir("memory", &id);
-    assert_eq!(
-        read_trim(&dir.join("memory.limit_in_bytes")),
-        limit.to_string()
-    );
-    assert!(
-        cgroup_procs(&dir).contains(&pid),
-        "task {pid} not in {}",
-        dir.display()
-    );
+    assert_eq!(memory_limit(pid, &id), limit.to_string());
     c.ctr_result(&["task", "kill", "-s", "SIGKILL", &id])
         .assert_ok();
     assert_eq!(bg.finish(T).code, Some(137));
@@ -56,11 +75,43 @@ fn pids_limit_in_cgroup() {
     let mut bg = tent_integration::Background::spawn(cmd);
     bg.wait_for_line("ready", T);
     let pid = c.wait_running(&id, T);
-    let pids = cgroup_v1_dir("pids", &id);
+    let pids = cg_dir(pid, "pids", &id);
     assert_eq!(read_trim(&pids.join("pids.max")), "42");
-    assert!(cgroup_procs(&pids).contains(&pid));
-    let mem = cgroup_v1_dir("memory", &id);
-    assert_eq!(read_trim(&mem.join("memory.limit_in_bytes")), "100663296");
+    assert_eq!(memory_limit(pid, &id), "100663296");
+    c.ctr_result(&["task", "kill", "-s", "SIGTERM", &id])
+        .assert_ok();
+    let r = bg.finish(T);
+    assert_eq!(r.code, Some(42), "{r:#?}");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn cpu_limit_in_cgroup() {
+    let c = Containerd::shared();
+    let id = unique_id("cg-cpu");
+    let mut spec = Spec::base(c, &id, &["/bin/tent-testbin", "wait-term"]);
+    spec["linux"]["resources"]["cpu"] =
+        serde_json::json!({ "quota": 50000, "period": 100000, "shares": 512 });
+    let path = c.dir().join(format!("spec-{id}.json"));
+    std::fs::write(&path, serde_json::to_vec(&spec).expect("json")).expect("write spec");
+    let mut cmd = c.ctr_command(&["run", "--rm", "--runtime"]);
+    cmd.arg(tent_integration::runtime())
+        .arg("--config")
+        .arg(&path)
+        .arg(&id);
+    let mut bg = tent_integration::Background::spawn(cmd);
+    bg.wait_for_line("ready", T);
+    let pid = c.wait_running(&id, T);
+    let d = cg_dir(pid, "cpu", &id);
+    if cgroup_v2() {
+        assert_eq!(read_trim(&d.join("cpu.max")), "50000 100000");
+        // OCI shares 512 -> cpu.weight 1 + (512 - 2) * 9999 / 262142 = 20 (runc's conversion).
+        assert_eq!(read_trim(&d.join("cpu.weight")), "20");
+    } else {
+        assert_eq!(read_trim(&d.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read_trim(&d.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read_trim(&d.join("cpu.shares")), "512");
+    }
     c.ctr_result(&["task", "kill", "-s", "SIGTERM", &id])
         .assert_ok();
     let r = bg.finish(T);
@@ -82,7 +133,14 @@ fn pids_limit_is_enforced() {
         ],
     );
     spec["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 4 });
-    let r = c.run_spec(&id, &spec, &RunOpts::default());
+    let r = c.run_spec(
+        &id,
+        &spec,
+        &RunOpts {
+            timeout: common::SLOW,
+            ..RunOpts::default()
+        },
+    );
     assert!(
         r.stderr.contains("can't fork") || r.stderr.contains("Resource temporarily unavailable"),
         "forks beyond pids.max should fail: {r:#?}"

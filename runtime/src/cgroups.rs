@@ -219,7 +219,14 @@ impl CgroupManager {
         }
         if let Some(cpu) = res.cpu() {
             if let Some(c) = self.cg.controller_of::<CpuController>() {
-                if let Some(v) = cpu.shares() {
+                if let Some(v) = cpu.shares().filter(|v| !self.v2 || *v != 0) {
+                    // cgroups-rs writes the value as is; v2's cpu.weight (1..=10000) needs
+                    // runc's conversion from shares (2..=262144), as in update.rs.
+                    let v = if self.v2 {
+                        1 + ((v.clamp(2, 262_144) - 2) * 9999) / 262_142
+                    } else {
+                        v
+                    };
                     c.set_shares(v).map_err(|e| self.err("set cpu shares", e))?;
                 }
                 if cpu.quota().is_some() || cpu.period().is_some() {

@@ -24,12 +24,9 @@ impl AsFd for Watched {
 
 /// Spawns the watch; it ends when the container is gone.
 pub fn watch(shim: Arc<Shim>, id: String, watcher: tent_runtime::OomWatcher) {
-    let v2 = watcher.is_v2();
-    let mut seen = if v2 {
-        watcher.oom_kills().unwrap_or(0)
-    } else {
-        0
-    };
+    // Both kinds of fd also fire for things that are not OOM kills (v1: the cgroup's
+    // removal; v2: every memory.events change), so the oom_kill counter decides.
+    let mut seen = watcher.oom_kills().unwrap_or(0);
     // SAFETY: the AsyncFd owns the watcher, whose fd stays open and the same until drop.
     let registered =
         unsafe { AsyncFd::register_with_interest(Watched(watcher), Interest::READABLE) };
@@ -54,14 +51,20 @@ pub fn watch(shim: Arc<Shim>, id: String, watcher: tent_runtime::OomWatcher) {
             if !shim.has_task(&id) {
                 return;
             }
-            let oom = match watcher.oom_kills() {
-                Ok(kills) if kills > seen => {
-                    seen = kills;
-                    true
+            // v1 signals the eventfd when the OOM starts, before the kill is counted:
+            // give the counter a moment to move.
+            let mut oom = false;
+            for _ in 0..20 {
+                match watcher.oom_kills() {
+                    Ok(kills) if kills > seen => {
+                        seen = kills;
+                        oom = true;
+                        break;
+                    }
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    Err(_) => return, // the counter file is gone with the cgroup
                 }
-                Ok(_) => false,
-                Err(_) => return, // the counter file is gone with the cgroup
-            };
+            }
             if oom {
                 log::info!("container {id}: OOM");
                 shim.publish_oom(&id).await;
