@@ -1,12 +1,22 @@
-//! `/tasks/oom`: wait on the runtime's OOM watcher fd and publish an event per OOM.
+//! `/tasks/oom`: watch the runtime's OOM fd and publish one event per OOM kill.
+//!
+//! Both kinds of fd also fire for things that are not OOM kills (v1: the cgroup's
+//! removal; v2: every `memory.events` change), and v1 fires when the OOM starts,
+//! before the kill is counted. So the `oom_kill` counter decides, and the init's exit
+//! checks it once more before `/tasks/exit` (the watch may not have run yet).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::service::Shim;
+
+/// How long a wake-up waits for the kill to be counted.
+const COUNT_GRACE: Duration = Duration::from_millis(200);
 
 struct Watched(tent_runtime::OomWatcher);
 
@@ -22,53 +32,76 @@ impl AsFd for Watched {
     }
 }
 
-/// Spawns the watch; it ends when the container is gone.
-pub fn watch(shim: Arc<Shim>, id: String, watcher: tent_runtime::OomWatcher) {
-    // Both kinds of fd also fire for things that are not OOM kills (v1: the cgroup's
-    // removal; v2: every memory.events change), so the oom_kill counter decides.
-    let mut seen = watcher.oom_kills().unwrap_or(0);
+/// One container's OOM counter, shared by the watch and the exit path.
+pub struct OomMonitor {
+    fd: AsyncFd<Watched>,
+    seen: AtomicU64,
+}
+
+impl OomMonitor {
+    /// Ok(true) once for every new OOM kill; Err when the cgroup is gone.
+    pub fn check(&self) -> Result<bool, ()> {
+        let kills = self.fd.get_ref().0.oom_kills().map_err(|_| ())?;
+        let seen = self.seen.load(Ordering::SeqCst);
+        Ok(kills > seen
+            && self
+                .seen
+                .compare_exchange(seen, kills, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok())
+    }
+}
+
+/// Starts watching; the watch ends when the container's cgroup is gone.
+pub fn watch(
+    shim: Arc<Shim>,
+    id: String,
+    watcher: tent_runtime::OomWatcher,
+) -> Option<Arc<OomMonitor>> {
+    let seen = AtomicU64::new(watcher.oom_kills().unwrap_or(0));
     // SAFETY: the AsyncFd owns the watcher, whose fd stays open and the same until drop.
     let registered =
         unsafe { AsyncFd::register_with_interest(Watched(watcher), Interest::READABLE) };
     let fd = match registered {
         Ok(fd) => fd,
         Err(e) => {
-            log::warn!("container {id}: cannot watch for OOM: {e}");
-            return;
+            log::warn!(
+                "container {id}: cannot watch for OOM: {}",
+                std::io::Error::from(e)
+            );
+            return None;
         }
     };
+    let monitor = Arc::new(OomMonitor { fd, seen });
+    let m = monitor.clone();
     tokio::spawn(async move {
         loop {
-            let Ok(mut guard) = fd.readable().await else {
+            let Ok(mut guard) = m.fd.readable().await else {
                 return;
             };
             guard.clear_ready();
-            let watcher = &fd.get_ref().0;
-            if let Err(e) = watcher.drain() {
+            if let Err(e) = m.fd.get_ref().0.drain() {
                 log::debug!("container {id}: OOM watch ended: {e}");
                 return;
             }
             if !shim.has_task(&id) {
                 return;
             }
-            // v1 signals the eventfd when the OOM starts, before the kill is counted:
-            // give the counter a moment to move.
-            let mut oom = false;
-            for _ in 0..20 {
-                match watcher.oom_kills() {
-                    Ok(kills) if kills > seen => {
-                        seen = kills;
-                        oom = true;
+            let deadline = tokio::time::Instant::now() + COUNT_GRACE;
+            loop {
+                match m.check() {
+                    Ok(true) => {
+                        log::info!("container {id}: OOM");
+                        shim.publish_oom(&id).await;
                         break;
                     }
-                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                    Err(_) => return, // the counter file is gone with the cgroup
+                    Ok(false) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    Ok(false) => break,
+                    Err(()) => return, // the counter file is gone with the cgroup
                 }
-            }
-            if oom {
-                log::info!("container {id}: OOM");
-                shim.publish_oom(&id).await;
             }
         }
     });
+    Some(monitor)
 }

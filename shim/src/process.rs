@@ -166,15 +166,17 @@ impl Process {
 
     /// Records the exit (from the reaper). Returns false if it was already recorded.
     pub fn set_exited(&self, status: u32) -> bool {
+        self.set_exited_at(status, SystemTime::now())
+    }
+
+    /// Like [`Process::set_exited`], with the time the exit was seen.
+    pub fn set_exited_at(&self, status: u32, at: SystemTime) -> bool {
         let mut state = lock(&self.state);
         if self.exit.borrow().is_some() {
             return false;
         }
         *state = Status::Stopped;
-        self.exit.send_replace(Some(Exit {
-            status,
-            at: SystemTime::now(),
-        }));
+        self.exit.send_replace(Some(Exit { status, at }));
         // The workload is gone: nothing left to feed.
         drop(state);
         self.close_stdin();

@@ -129,7 +129,7 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
 }
 
 /// Collects every exited child and routes it to its task: the one place that waits.
-async fn reap(shim: &Shim) {
+async fn reap(shim: &Arc<Shim>) {
     loop {
         // Never collect a child that a concurrent `Command::spawn` may still wait for.
         let reaped = {
@@ -137,10 +137,8 @@ async fn reap(shim: &Shim) {
             waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
         };
         match reaped {
-            Ok(WaitStatus::Exited(pid, code)) => shim.on_exit(pid.as_raw(), code as u32).await,
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                shim.on_exit(pid.as_raw(), 128 + sig as u32).await
-            }
+            Ok(WaitStatus::Exited(pid, code)) => shim.on_exit(pid.as_raw(), code as u32),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => shim.on_exit(pid.as_raw(), 128 + sig as u32),
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}

@@ -81,8 +81,10 @@ impl Shim {
             .ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
-    /// Called by the reaper for every reaped child.
-    pub async fn on_exit(&self, pid: i32, status: u32) {
+    /// Called by the reaper for every reaped child. The exit is recorded on its own
+    /// task: it may wait for containerd to read the last output, and that must not
+    /// hold up the reaper (or the other containers of a pod).
+    pub fn on_exit(self: &Arc<Self>, pid: i32, status: u32) {
         let found = lock(&self.tasks).values().find_map(|t| {
             if t.init.pid() == pid {
                 return Some((t.clone(), ProcessRef::Init));
@@ -93,7 +95,10 @@ impl Shim {
                 .map(|e| (t.clone(), ProcessRef::Exec(e.clone())))
         });
         match found {
-            Some((task, process)) => self.record_exit(&task, &process, status).await,
+            Some((task, process)) => {
+                let shim = self.clone();
+                tokio::spawn(async move { shim.record_exit(&task, &process, status).await });
+            }
             None => {
                 let mut unclaimed = lock(&self.unclaimed_exits);
                 if unclaimed.len() == UNCLAIMED_EXITS {
@@ -113,13 +118,23 @@ impl Shim {
 
     async fn record_exit(&self, task: &Task, process: &ProcessRef, status: u32) {
         let p = process.get(task);
-        if !p.set_exited(status) {
+        if p.exit().is_some() {
             return;
         }
-        // The last output must reach containerd before the exit does.
+        let at = SystemTime::now();
+        // The last output must reach containerd before the exit does, and before Wait
+        // returns: a client cancels its unopened FIFO readers once it has the status.
         p.release_outputs(OUTPUT_DRAIN).await;
         let _ = tokio::time::timeout(OUTPUT_DRAIN, p.output_drained()).await;
-        let at = p.exit().map(|e| e.at).unwrap_or_else(SystemTime::now);
+        if !p.set_exited_at(status, at) {
+            return;
+        }
+        if matches!(process, ProcessRef::Init) {
+            let monitor = lock(&task.oom).clone();
+            if monitor.is_some_and(|m| m.check() == Ok(true)) {
+                self.publish_oom(&task.id).await;
+            }
+        }
         log::info!(
             "container {} {} (pid {}) exited with {status}",
             task.id,
@@ -235,7 +250,9 @@ impl Shim {
         lock(&self.tasks).insert(req.id.clone(), task.clone());
         log::info!("created container {} (pid {pid})", req.id);
         match oom_watcher {
-            Ok(watcher) => oom::watch(self.clone(), task.id.clone(), watcher),
+            Ok(watcher) => {
+                *lock(&task.oom) = oom::watch(self.clone(), task.id.clone(), watcher);
+            }
             Err(e) => log::warn!("container {}: no OOM notifications: {e}", req.id),
         }
 

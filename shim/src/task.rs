@@ -20,6 +20,8 @@ pub struct Task {
     pub bundle: PathBuf,
     pub init: Process,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+    /// The init's OOM counter, when it can be watched.
+    pub oom: Mutex<Option<Arc<crate::oom::OomMonitor>>>,
     /// `None` once destroyed. Read-locked for everything that can run concurrently
     /// (exec, kill, stats …), write-locked for start and destroy.
     container: Arc<RwLock<Option<tent_runtime::Container>>>,
@@ -33,6 +35,7 @@ impl Task {
             bundle: container.bundle.clone(),
             init,
             execs: Mutex::new(HashMap::new()),
+            oom: Mutex::new(None),
             container: Arc::new(RwLock::new(Some(container))),
         }
     }
