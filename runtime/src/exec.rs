@@ -16,12 +16,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use nix::sched::{setns, CloneFlags};
-use nix::unistd::{dup2_stdin, fork, ForkResult};
+use nix::unistd::dup2_stdin;
 use oci_spec::runtime::Process;
 
 use crate::container::Handle;
 use crate::error::{Error, Result};
-use crate::init::{exit, report};
+use crate::init::{exit, fork_stage2};
 use crate::process::{find_executable, setup_and_exec, Step, StepError};
 use crate::sync::{Channel, ExecConfig, Message};
 use crate::{pidfd, tty, ExecProcess, ExecRequest};
@@ -300,26 +300,7 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
             .step("join namespaces")?;
     }
     drop(ns_fds);
-    // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
-    match unsafe { fork() }
-        .map_err(|e| Error::sys("fork stage 2", e))
-        .step("fork")?
-    {
-        ForkResult::Child => {
-            let e = match stage2(ch, &process) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            report(ch, e);
-            exit(1)
-        }
-        ForkResult::Parent { child } => {
-            let fd = pidfd::open(child.as_raw()).step("pidfd_open stage 2")?;
-            ch.send(&Message::Stage2Pid(child.as_raw()), &[fd.as_raw_fd()])
-                .step("report stage 2 pid")?;
-            Ok(())
-        }
-    }
+    fork_stage2(ch, || stage2(ch, &process))
 }
 
 fn stage2(ch: &Channel, process: &Process) -> StepResult<std::convert::Infallible> {

@@ -79,13 +79,22 @@ fn stage1(ch: &Channel) -> StepResult<()> {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     namespaces::enter(&spec).step("namespaces")?;
+    fork_stage2(ch, || stage2(ch, &cfg, &spec))
+}
+
+/// Forks stage 2 (PID 1 of a new pid namespace, or an exec's process). The child runs
+/// `stage2` and never returns; the parent reports the child's pid with a pidfd.
+pub(crate) fn fork_stage2(
+    ch: &Channel,
+    stage2: impl FnOnce() -> StepResult<std::convert::Infallible>,
+) -> StepResult<()> {
     // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
     match unsafe { fork() }
         .map_err(|e| Error::sys("fork stage 2", e))
         .step("fork")?
     {
         ForkResult::Child => {
-            let e = match stage2(ch, &cfg, &spec) {
+            let e = match stage2() {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
