@@ -143,9 +143,10 @@ fn create_inner(
         Ok(fd) => undo.pidfds.push(fd),
         Err(e) => return Err(e),
     }
-    if let Some(cg) = &undo.cgroup {
-        cg.add_proc(stage1)?;
-    }
+    let cgroup_join = match &undo.cgroup {
+        Some(cg) => cg.join_plan(),
+        None => return Err(Error::Protocol("cgroup vanished".into())),
+    };
     let cfg = InitConfig {
         id: req.id.to_string(),
         bundle: req.bundle.to_string_lossy().into_owned(),
@@ -153,6 +154,7 @@ fn create_inner(
         rootfs: rootfs.to_string_lossy().into_owned(),
         cgroup_v1,
         cgroup_v2: is_v2(),
+        cgroup_join,
     };
     ch.send(&Message::Config(Box::new(cfg)), &[stdin.as_raw_fd()])?;
     drop(stdin);

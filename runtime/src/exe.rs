@@ -45,8 +45,9 @@ impl InitExe {
         }
     }
 
-    /// Opens our binary through a private, lower-only overlay mount, then detaches
-    /// the mount: the fd keeps the read-only view alive and nothing stays mounted.
+    /// Opens our binary through a private, lower-only overlay mount that is never
+    /// attached anywhere (or is detached right after the open): the fd keeps the
+    /// read-only view alive and nothing stays mounted.
     fn read_only_overlay() -> Result<OwnedFd> {
         let exe = std::fs::read_link("/proc/self/exe")
             .map_err(|e| Error::io("read link", "/proc/self/exe", e))?;
@@ -60,6 +61,28 @@ impl InitExe {
                 exe.display()
             )));
         }
+        let fd = match detached::overlay(&dir_str, name) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::debug!("detached overlay unavailable ({e}); mounting on a temporary dir");
+                Self::overlay_on_temp_dir(&dir_str, name)?
+            }
+        };
+        // Must really be read-only: refuse the handle otherwise.
+        let probe = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if probe.is_ok() {
+            return Err(Error::Unsupported(
+                "overlay view of our binary is writable".into(),
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// Kernels without the new mount API: mount on a temporary directory, open,
+    /// detach. Costs three directories on the host file system per call.
+    fn overlay_on_temp_dir(dir_str: &str, name: &OsStr) -> Result<OwnedFd> {
         let mnt = std::env::temp_dir().join(format!(".tent-exe-{}", std::process::id()));
         // Without an upper layer overlayfs wants two lower layers: add an empty one.
         let empty = mnt.join("empty");
@@ -68,7 +91,7 @@ impl InitExe {
             .map_err(|e| Error::io("create", empty.display().to_string(), e))?;
         std::fs::create_dir_all(&merged)
             .map_err(|e| Error::io("create", merged.display().to_string(), e))?;
-        let result = Self::mount_and_open(&merged, &dir_str, &empty, name);
+        let result = Self::mount_and_open(&merged, dir_str, &empty, name);
         let _ = std::fs::remove_dir(&merged);
         let _ = std::fs::remove_dir(&empty);
         let _ = std::fs::remove_dir(&mnt);
@@ -98,17 +121,7 @@ impl InitExe {
                 let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
                 file
             });
-        let fd = OwnedFd::from(opened?);
-        // Must really be read-only: refuse the handle otherwise.
-        let probe = std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        if probe.is_ok() {
-            return Err(Error::Unsupported(
-                "overlay view of our binary is writable".into(),
-            ));
-        }
-        Ok(fd)
+        Ok(OwnedFd::from(opened?))
     }
 
     /// Copies `/proc/self/exe` into a sealed memfd (costs the binary's size in memory).
@@ -172,6 +185,106 @@ impl InitExe {
     }
 }
 
+/// The binary's read-only overlay built with the new mount API (Linux 5.2+):
+/// `fsopen`/`fsconfig`/`fsmount` give a mount that no namespace ever sees, so
+/// there are no temporary directories, no mount-table events and no unmount.
+mod detached {
+    use std::ffi::{CString, OsStr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    use crate::error::{Error, Result};
+
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 4;
+
+    /// Wraps a syscall that returns a new fd.
+    fn new_fd(what: &str, rc: libc::c_long) -> Result<OwnedFd> {
+        if rc < 0 {
+            return Err(Error::sys(what.to_string(), nix::errno::Errno::last()));
+        }
+        // SAFETY: the kernel just returned this fd; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+    }
+
+    fn cstr(s: &[u8]) -> Result<CString> {
+        CString::new(s).map_err(|_| Error::Unsupported("NUL in a mount option".into()))
+    }
+
+    /// A detached, read-only mount of file system `fstype` with string options.
+    fn mount(fstype: &str, options: &[(&str, &[u8])]) -> Result<OwnedFd> {
+        let fstype_c = cstr(fstype.as_bytes())?;
+        // SAFETY: valid NUL-terminated string; returns a new fd or -1.
+        let fs = new_fd(&format!("fsopen {fstype}"), unsafe {
+            libc::syscall(libc::SYS_fsopen, fstype_c.as_ptr(), FSOPEN_CLOEXEC)
+        })?;
+        for (key, value) in options {
+            let (k, v) = (cstr(key.as_bytes())?, cstr(value)?);
+            // SAFETY: valid fs context fd and NUL-terminated strings.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_STRING,
+                    k.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                )
+            };
+            if rc < 0 {
+                let e = nix::errno::Errno::last();
+                return Err(Error::sys(format!("fsconfig {fstype} {key}"), e));
+            }
+        }
+        // SAFETY: valid fs context fd; no pointers.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = nix::errno::Errno::last();
+            return Err(Error::sys(format!("fsconfig create {fstype}"), e));
+        }
+        let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        // SAFETY: valid fs context fd; no pointers.
+        new_fd(&format!("fsmount {fstype}"), unsafe {
+            libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
+        })
+    }
+
+    /// Opens `dir/name` through a lower-only overlay of `dir`. Without an upper
+    /// layer overlayfs wants two lower layers: the second is an empty tmpfs.
+    pub(super) fn overlay(dir: &str, name: &OsStr) -> Result<OwnedFd> {
+        let empty = mount("tmpfs", &[("size", b"4k")])?;
+        let lower = format!("{dir}:/proc/self/fd/{}", empty.as_raw_fd());
+        let view = mount("overlay", &[("lowerdir", lower.as_bytes())])?;
+        let name_c = cstr(name.as_bytes())?;
+        // SAFETY: valid dir fd and NUL-terminated relative name.
+        let fd = unsafe {
+            libc::openat(
+                view.as_raw_fd(),
+                name_c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        new_fd(
+            &format!("open {dir}/{} in the overlay", name.to_string_lossy()),
+            fd as libc::c_long,
+        )
+    }
+}
+
 /// Serialises `Command::spawn` against a caller's global `waitpid(-1)` reaper.
 ///
 /// When `execve` fails in the child, std's `spawn` reaps that child itself and
@@ -208,9 +321,27 @@ mod tests {
 
     #[test]
     fn overlay_view_is_read_only_and_leaves_no_mount() -> Result<()> {
+        check_view(InitExe::read_only_overlay)
+    }
+
+    #[test]
+    fn fallback_overlay_view_is_read_only_and_leaves_no_mount() -> Result<()> {
+        check_view(|| {
+            let exe = std::fs::read_link("/proc/self/exe")
+                .map_err(|e| Error::io("read link", "/proc/self/exe", e))?;
+            let dir = exe.parent().map(|d| d.to_string_lossy().into_owned());
+            let name = exe.file_name().map(|n| n.to_os_string());
+            let (Some(dir), Some(name)) = (dir, name) else {
+                return Err(Error::Unsupported("binary path".into()));
+            };
+            InitExe::overlay_on_temp_dir(&dir, &name)
+        })
+    }
+
+    fn check_view(make: impl FnOnce() -> Result<OwnedFd>) -> Result<()> {
         let before = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read", "mountinfo", e))?;
-        let fd = InitExe::read_only_overlay()?;
+        let fd = make()?;
         let after = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read", "mountinfo", e))?;
         assert_eq!(

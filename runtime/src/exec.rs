@@ -3,8 +3,8 @@
 //! Caller side ([`exec`]): checks the container is running and not paused, opens
 //! every namespace fd of the init (before anything joins one), re-checks the
 //! init is still the same process (pidfd), spawns stage 1 from the sealed
-//! binary, puts it in the container's cgroup and sends it the process spec with
-//! the fds. Stage 1 ([`stage1`]): non-dumpable, joins the namespaces (mount
+//! binary and sends it the process spec with the fds. Stage 1 ([`stage1`]):
+//! non-dumpable, enters the cgroup, joins the namespaces (mount
 //! last), forks (the pid namespace applies to children), reports the stage-2
 //! pid and exits, so stage 2 is reparented to the (subreaper) caller. Stage 2:
 //! terminal, user lookup, cwd and executable checks, then the shared
@@ -193,13 +193,13 @@ pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
     let mut undo = Undo(vec![stage1_fd
         .try_clone()
         .map_err(|e| Error::io("dup", "pidfd", e))?]);
-    h.cgroup.add_proc(stage1)?;
 
     let mut fds: Vec<RawFd> = vec![stdin.as_raw_fd()];
     fds.extend(namespaces.iter().map(|(_, fd)| fd.as_raw_fd()));
     let cfg = ExecConfig {
         process: process_json,
         namespaces: namespaces.iter().map(|(k, _)| k.clone()).collect(),
+        cgroup_join: h.cgroup.join_plan(),
     };
     ch.send(&Message::Exec(Box::new(cfg)), &fds)?;
     drop(stdin);
@@ -276,6 +276,8 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
         .map_err(|e| Error::sys("dup2 stdin", e))
         .step("stdio")?;
     drop(stdin);
+    // Before setns: the cgroup paths are the host's.
+    let into_cgroup = cfg.cgroup_join.enter().step("join cgroup")?;
     let process: Process = serde_json::from_str(&cfg.process)
         .map_err(|e| Error::spec("process", e.to_string()))
         .step("parse process")?;
@@ -300,7 +302,9 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
             .step("join namespaces")?;
     }
     drop(ns_fds);
-    fork_stage2(ch, || stage2(ch, &process))
+    fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
+        stage2(ch, &process)
+    })
 }
 
 fn stage2(ch: &Channel, process: &Process) -> StepResult<std::convert::Infallible> {

@@ -3,10 +3,11 @@
 //! of the new pid namespace) sets up the file system, reports ready, waits for
 //! start and execs the workload. Failures travel back as typed messages.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg};
+use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{dup2_stdin, fork, ForkResult};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -78,21 +79,38 @@ fn stage1(ch: &Channel) -> StepResult<()> {
     // Non-dumpable until execve: the container cannot reach us through /proc.
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    namespaces::enter(&spec).step("namespaces")?;
-    fork_stage2(ch, || stage2(ch, &cfg, &spec))
+    let into_cgroup = cfg.cgroup_join.enter().step("join cgroup")?;
+    // A cgroup namespace is rooted at the cgroup of whoever unshares it: when
+    // only stage 2 is born in the container's cgroup (v2), stage 2 unshares it.
+    let defer = match into_cgroup {
+        Some(_) => CloneFlags::CLONE_NEWCGROUP,
+        None => CloneFlags::empty(),
+    };
+    let deferred = namespaces::enter(&spec, defer).step("namespaces")?;
+    fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
+        if !deferred.is_empty() {
+            unshare(deferred)
+                .map_err(|e| Error::sys(format!("unshare {deferred:?}"), e))
+                .step("namespaces")?;
+        }
+        stage2(ch, &cfg, &spec)
+    })
 }
 
-/// Forks stage 2 (PID 1 of a new pid namespace, or an exec's process). The child runs
+/// Forks stage 2 (PID 1 of a new pid namespace, or an exec's process), straight
+/// into the cgroup directory `into_cgroup` when given (v2). The child runs
 /// `stage2` and never returns; the parent reports the child's pid with a pidfd.
 pub(crate) fn fork_stage2(
     ch: &Channel,
+    into_cgroup: Option<BorrowedFd<'_>>,
     stage2: impl FnOnce() -> StepResult<std::convert::Infallible>,
 ) -> StepResult<()> {
-    // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
-    match unsafe { fork() }
-        .map_err(|e| Error::sys("fork stage 2", e))
-        .step("fork")?
-    {
+    let forked = match into_cgroup {
+        Some(dir) => fork_into_cgroup(dir),
+        // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
+        None => unsafe { fork() }.map_err(|e| Error::sys("fork stage 2", e)),
+    };
+    match forked.step("fork")? {
         ForkResult::Child => {
             let e = match stage2() {
                 Ok(never) => match never {},
@@ -106,6 +124,63 @@ pub(crate) fn fork_stage2(
             ch.send(&Message::Stage2Pid(child.as_raw()), &[fd.as_raw_fd()])
                 .step("report stage 2 pid")?;
             Ok(())
+        }
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (a 64-bit clone3 flag; libc's constant is an overflowing i32).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` (size version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `fork()` whose child starts in the v2 cgroup `dir` (`clone3` with
+/// `CLONE_INTO_CGROUP`, Linux 5.7). Falls back to moving ourselves through
+/// `cgroup.procs` and a plain fork where the kernel lacks it.
+fn fork_into_cgroup(dir: BorrowedFd<'_>) -> crate::error::Result<ForkResult> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM duplicates this single-threaded process as
+    // fork() does; `args` is a valid clone_args of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match rc {
+        0 => Ok(ForkResult::Child),
+        pid if pid > 0 => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid as i32),
+        }),
+        _ => {
+            let errno = nix::errno::Errno::last();
+            if errno != nix::errno::Errno::ENOSYS {
+                return Err(Error::sys("clone3 into the container cgroup", errno));
+            }
+            let procs = format!("/proc/self/fd/{}/cgroup.procs", dir.as_raw_fd());
+            crate::cgroups::write_file(Path::new(&procs), "0")?;
+            // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
+            unsafe { fork() }.map_err(|e| Error::sys("fork stage 2", e))
         }
     }
 }

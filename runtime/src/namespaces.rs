@@ -33,9 +33,10 @@ pub fn has(spec: &Spec, typ: LinuxNamespaceType) -> bool {
         .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ))
 }
 
-/// Joins the namespaces given by path and unshares the others. Affects this
-/// process (and, for pid, its future children).
-pub fn enter(spec: &Spec) -> Result<()> {
+/// Joins the namespaces given by path and unshares the others, except the new
+/// ones in `defer`, which are returned for the caller to unshare later. Affects
+/// this process (and, for pid, its future children).
+pub fn enter(spec: &Spec, defer: CloneFlags) -> Result<CloneFlags> {
     let nss = spec
         .linux()
         .as_ref()
@@ -65,8 +66,10 @@ pub fn enter(spec: &Spec) -> Result<()> {
     for (flag, fd, what) in &joins {
         setns(fd, *flag).map_err(|e| Error::sys(what.clone(), e))?;
     }
-    if !new.is_empty() {
-        unshare(new).map_err(|e| Error::sys(format!("unshare {new:?}"), e))?;
+    let deferred = new & defer;
+    let now = new - defer;
+    if !now.is_empty() {
+        unshare(now).map_err(|e| Error::sys(format!("unshare {now:?}"), e))?;
     }
-    Ok(())
+    Ok(deferred)
 }

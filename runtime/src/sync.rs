@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Everything stage 1 needs, sent by the caller after it put stage 1 in the cgroup.
+/// Everything stage 1 needs. Stage 1 enters the cgroup itself (`cgroup_join`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitConfig {
     pub id: String,
@@ -27,6 +27,8 @@ pub struct InitConfig {
     /// v1 hierarchies to bind for a `cgroup` mount (empty on v2).
     pub cgroup_v1: Vec<crate::cgroups::V1Bind>,
     pub cgroup_v2: bool,
+    /// How stage 1 puts itself (v1) or stage 2 (v2) into the container's cgroup.
+    pub cgroup_join: crate::cgroups::Join,
 }
 
 /// Everything an exec's stage 1 needs. Attached fds: stdin, then one fd per
@@ -37,6 +39,8 @@ pub struct ExecConfig {
     pub process: String,
     /// Namespace kinds (`/proc/<pid>/ns/<kind>` names) of the attached fds.
     pub namespaces: Vec<String>,
+    /// How the exec enters the container's cgroup (as for the init).
+    pub cgroup_join: crate::cgroups::Join,
 }
 
 /// A message on the sync channel.

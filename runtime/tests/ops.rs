@@ -128,6 +128,73 @@ fn exec_output_and_exit_code(exe: &InitExe) {
     finish(c, &b);
 }
 
+/// The lines of `/proc/<pid>/cgroup` (read from the host) that name a hierarchy
+/// with controllers, or the v2 line on a pure v2 host, as (hierarchy, path).
+fn cgroup_lines(pid: i32) -> Vec<(String, String)> {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .expect("read /proc/<pid>/cgroup")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if v2 {
+                ctl.is_empty()
+            } else {
+                !ctl.is_empty() && !ctl.starts_with("name=")
+            };
+            wanted.then(|| (ctl.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The init and an exec each enter the container's cgroup in every hierarchy
+/// (they move themselves, or are cloned into it, rather than being moved).
+fn processes_join_every_hierarchy(exe: &InitExe) {
+    let b = Bundle::new("cgjoin");
+    let c = running(&b, exe, SLEEP, |_| {});
+    let want = format!("/tent/{}", b.id);
+    let init = cgroup_lines(c.pid());
+    assert!(!init.is_empty(), "no cgroup lines for the init");
+    for (ctl, path) in &init {
+        assert_eq!(path, &want, "init in hierarchy {ctl:?}");
+    }
+    let (r, w) = pipe();
+    let p = c
+        .exec(ExecRequest {
+            process: &process(&["sleep", "1000"], |_| {}),
+            stdio: Stdio {
+                stdin: None,
+                stdout: Some(w),
+                stderr: None,
+            },
+        })
+        .expect("exec");
+    let exec = cgroup_lines(p.pid);
+    assert_eq!(
+        exec.len(),
+        init.len(),
+        "exec sees other hierarchies: {exec:?}"
+    );
+    for (ctl, path) in &exec {
+        assert_eq!(path, &want, "exec in hierarchy {ctl:?}");
+    }
+    drop(r);
+    let _ = p.kill(libc::SIGKILL);
+    wait(p.pid);
+    // The cgroup namespace is rooted at the container's cgroup: inside, every
+    // hierarchy reads `/`.
+    let (inside, code) = sh(&c, "cat /proc/self/cgroup");
+    assert_eq!(code, 0, "{inside}");
+    for line in inside.lines() {
+        assert!(
+            line.ends_with(":/"),
+            "not rooted at the container cgroup: {inside}"
+        );
+    }
+    finish(c, &b);
+}
+
 fn exec_user_env_cwd(exe: &InitExe) {
     let b = Bundle::new("exec-user");
     std::fs::write(
@@ -545,6 +612,10 @@ fn main() {
     let tests: &[(&str, TestFn)] = &[
         ("exec_output_and_exit_code", exec_output_and_exit_code),
         ("exec_user_env_cwd", exec_user_env_cwd),
+        (
+            "processes_join_every_hierarchy",
+            processes_join_every_hierarchy,
+        ),
         (
             "exec_errors_leave_container_running",
             exec_errors_leave_container_running,
