@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod io;
 mod logger;
+mod memory;
 mod metrics;
 mod oom;
 mod process;

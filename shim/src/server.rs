@@ -5,7 +5,6 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc::r#async::transport::Listener;
 use containerd_shim_protos::ttrpc::r#async::Server;
@@ -37,6 +36,7 @@ pub fn serve(flags: Flags) -> Result<()> {
         // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
         eprintln!("tent shim: logging disabled: {e}");
     }
+    crate::memory::configure_allocator();
     tent_runtime::set_child_subreaper()?;
     let init_exe = tent_runtime::InitExe::seal_current()?;
 
@@ -84,13 +84,14 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| {
-        Error::Internal(format!(
-            "connect to containerd events at {ttrpc_address}: {e}"
-        ))
-    })?;
+    let events =
+        ContainerdEvents::connect(&ttrpc_address, flags.namespace.clone()).map_err(|e| {
+            Error::Internal(format!(
+                "connect to containerd events at {ttrpc_address}: {e}"
+            ))
+        })?;
     let shim = Arc::new(Shim::new(
-        Box::new(ContainerdEvents::new(publisher, flags.namespace.clone())),
+        Box::new(events),
         init_exe,
         flags.namespace.clone(),
     ));
@@ -108,6 +109,7 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
         .await
         .map_err(|e| Error::Internal(format!("start ttrpc server: {e}")))?;
     log::info!("tent shim serving on {}", flags.socket);
+    tokio::spawn(crate::memory::trim_when_idle());
 
     loop {
         tokio::select! {

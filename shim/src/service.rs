@@ -59,6 +59,14 @@ fn is_not_found(e: &Error) -> bool {
 }
 
 impl Shim {
+    /// Encodes `event` and hands it to the event sink (encoding failures are logged).
+    async fn publish<M: containerd_shim_protos::protobuf::Message>(&self, topic: &str, event: M) {
+        match event.write_to_bytes() {
+            Ok(payload) => self.events.publish(topic, payload).await,
+            Err(e) => log::warn!("encode event {topic}: {e}"),
+        }
+    }
+
     pub fn new(
         events: Box<dyn EventSink>,
         init_exe: tent_runtime::InitExe,
@@ -153,9 +161,7 @@ impl Shim {
             exited_at: timestamp(at),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_EXIT_EVENT_TOPIC, event).await;
     }
 
     /// Opens a process's streams; with a terminal only the FIFOs' paths are kept
@@ -271,9 +277,7 @@ impl Shim {
             pid: pid as u32,
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_CREATE_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_CREATE_EVENT_TOPIC, event).await;
         // The init may have been killed from outside before we knew its pid.
         if let Some(status) = self.claim_early_exit(pid) {
             self.record_exit(&task, &ProcessRef::Init, status).await;
@@ -296,9 +300,7 @@ impl Shim {
                     pid: task.init.pid() as u32,
                     ..Default::default()
                 };
-                self.events
-                    .publish(topics::TASK_START_EVENT_TOPIC, Box::new(event))
-                    .await;
+                self.publish(topics::TASK_START_EVENT_TOPIC, event).await;
                 task.init.pid()
             }
             ProcessRef::Exec(exec) => self.start_exec(&task, exec).await?,
@@ -358,8 +360,7 @@ impl Shim {
             pid: pid as u32,
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event))
+        self.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, event)
             .await;
         if let Some(status) = self.claim_early_exit(pid) {
             self.record_exit(task, &ProcessRef::Exec(exec.clone()), status)
@@ -418,8 +419,7 @@ impl Shim {
             exec_id: req.exec_id.clone(),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event))
+        self.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, event)
             .await;
         Ok(())
     }
@@ -503,9 +503,7 @@ impl Shim {
             exited_at: timestamp(exit.at),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_DELETE_EVENT_TOPIC, event).await;
         log::info!("deleted container {}", task.id);
         Ok(DeleteResponse {
             pid: task.init.pid() as u32,
@@ -619,9 +617,7 @@ impl Shim {
             container_id: task.id.clone(),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_PAUSED_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_PAUSED_EVENT_TOPIC, event).await;
         Ok(())
     }
 
@@ -640,9 +636,7 @@ impl Shim {
             container_id: task.id.clone(),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_RESUMED_EVENT_TOPIC, event).await;
         Ok(())
     }
 
@@ -714,9 +708,7 @@ impl Shim {
             container_id: id.to_string(),
             ..Default::default()
         };
-        self.events
-            .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
-            .await;
+        self.publish(topics::TASK_OOM_EVENT_TOPIC, event).await;
     }
 
     pub fn has_task(&self, id: &str) -> bool {
@@ -734,9 +726,11 @@ impl TaskApi for TaskService {
         _: &TtrpcContext,
         r: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
+        crate::memory::note_activity();
         Ok(self.0.create(r).await?)
     }
     async fn start(&self, _: &TtrpcContext, r: StartRequest) -> TtrpcResult<StartResponse> {
+        crate::memory::note_activity();
         Ok(self.0.start(r).await?)
     }
     async fn wait(&self, _: &TtrpcContext, r: WaitRequest) -> TtrpcResult<WaitResponse> {
@@ -747,6 +741,7 @@ impl TaskApi for TaskService {
         Ok(Empty::new())
     }
     async fn delete(&self, _: &TtrpcContext, r: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        crate::memory::note_activity();
         Ok(self.0.delete(r).await?)
     }
     async fn state(&self, _: &TtrpcContext, r: StateRequest) -> TtrpcResult<StateResponse> {
@@ -767,6 +762,7 @@ impl TaskApi for TaskService {
         Ok(Empty::new())
     }
     async fn exec(&self, _: &TtrpcContext, r: ExecProcessRequest) -> TtrpcResult<Empty> {
+        crate::memory::note_activity();
         self.0.exec(r).await?;
         Ok(Empty::new())
     }
@@ -783,6 +779,7 @@ impl TaskApi for TaskService {
         Ok(Empty::new())
     }
     async fn update(&self, _: &TtrpcContext, r: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        crate::memory::note_activity();
         self.0.update(r).await?;
         Ok(Empty::new())
     }
