@@ -102,14 +102,12 @@ for p in m["packages"]:
                 print(t["name"])' || true)"
   RT_BIN="$(echo "$RT_BINS" | head -n1)"
   if [[ -n "$RT_BIN" ]]; then
-    if ((BUILD)); then
-      log "cargo build --release -p tent-runtime --bin $RT_BIN"
-      cargo build --release -p tent-runtime --bin "$RT_BIN" >&2 || TENT_CLI_MISSING="tent runtime CLI '$RT_BIN' does not build"
-    fi
-    if [[ -z "$TENT_CLI_MISSING" && -x "$REPO/target/release/$RT_BIN" ]]; then
-      TENT_CLI="$REPO/target/release/$RT_BIN {bundle} {id}"
+    # Built static with the shim by hack/build-shim.sh (above), like the shim it stands for.
+    RT_PATH="$(dirname "$SHIM_BIN")/$RT_BIN"
+    if [[ -x "$RT_PATH" ]]; then
+      TENT_CLI="$RT_PATH {bundle} {id}"
     else
-      TENT_CLI_MISSING="${TENT_CLI_MISSING:-tent runtime CLI target/release/$RT_BIN not built}"
+      TENT_CLI_MISSING="tent runtime CLI $RT_PATH not built (run hack/build-shim.sh)"
     fi
   else
     TENT_CLI_MISSING="tent runtime CLI not written yet (no bin target in crate tent-runtime)"

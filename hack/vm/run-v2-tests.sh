@@ -6,9 +6,11 @@
 #   <test-binary>      executables built on the host, e.g. by
 #                      `cargo test -p tent-integration --tests --no-run --message-format=json`
 #                      (any path; the host's root is visible in the VM at the same paths).
-#                      None given: the v2 set TENT_V2_TESTS (names of integration/tests/*.rs,
-#                      default "cgroups cgroupv2 pause update metrics oom cleanup") is built
-#                      first with `cargo test -p tent-integration --test <name>... --no-run`.
+#                      None given: the v2 set is built first with `cargo test --no-run`:
+#                      TENT_V2_TESTS (names of integration/tests/*.rs, default "cgroups
+#                      cgroupv2 pause update metrics oom cleanup exec") and
+#                      TENT_V2_RUNTIME_TESTS (the runtime's root suites, runtime/tests/*.rs,
+#                      default "run lifecycle ops escapes"; they run first).
 #                      The shim, tent-testbin and the test image are NOT built: run
 #                      hack/test.sh once (or hack/build-shim.sh and hack/build-image.sh).
 #   <libtest args>     passed to every binary after the filter (e.g. --nocapture, --exact)
@@ -61,18 +63,28 @@ while (($#)); do
   [[ -f "$1" && -x "$1" ]] || { log "ERROR: '$1' is not an executable file (build the tests on the host first)"; exit 125; }
   args+=("$(realpath "$1")"); n=$((n + 1)); shift
 done
-if ((n == 0)); then
-  read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup}"
-  targs=()
-  for t in "${names[@]}"; do targs+=(--test "$t"); done
-  log "building the v2 set on the host: ${names[*]}"
-  built="$(cd "$REPO" && cargo test -p tent-integration "${targs[@]}" --no-run --message-format=json \
+# build_set CRATE NAMES...: builds the named test targets of CRATE, appends them to v2_bins.
+build_set() {
+  local crate="$1" built targs=() got
+  shift
+  (($#)) || return 0
+  for t in "$@"; do targs+=(--test "$t"); done
+  log "building the v2 set of $crate on the host: $*"
+  built="$(cd "$REPO" && cargo test -p "$crate" "${targs[@]}" --no-run --message-format=json \
     | jq -r 'select(.profile.test and .executable != null) | .executable')" \
-    || { log "ERROR: cargo test --no-run failed"; exit 125; }
-  mapfile -t bins <<<"$built"
-  [[ "${#bins[@]}" == "${#names[@]}" && -n "${bins[0]}" ]] \
-    || { log "ERROR: expected ${#names[@]} test binaries, cargo gave: ${bins[*]}"; exit 125; }
-  args=("${bins[@]}" "${args[@]}"); n=${#bins[@]}
+    || { log "ERROR: cargo test -p $crate --no-run failed"; exit 125; }
+  mapfile -t got <<<"$built"
+  [[ "${#got[@]}" == "$#" && -n "${got[0]}" ]] \
+    || { log "ERROR: expected $# test binaries of $crate, cargo gave: ${got[*]}"; exit 125; }
+  v2_bins+=("${got[@]}")
+}
+if ((n == 0)); then
+  read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes}"
+  read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup exec}"
+  v2_bins=()
+  build_set tent-runtime "${rt_names[@]}"
+  build_set tent-integration "${names[@]}"
+  args=("${v2_bins[@]}" "${args[@]}"); n=${#v2_bins[@]}
 fi
 log "running $n test binar$( ((n == 1)) && echo y || echo ies) in the cgroup v2 VM (filter: '${TENT_V2_FILTER:-}')"
 exec "$REPO/hack/vm-cgroupv2.sh" --timeout "$timeout_s" --env TENT_CGROUP_V2=1 -- \

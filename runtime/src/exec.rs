@@ -290,19 +290,30 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
         )))
         .step("receive exec config");
     }
-    for (kind, fd) in cfg.namespaces.iter().zip(&ns_fds) {
+    // Cloned into the cgroup (v2): stage 2 joins the cgroup namespace, because with
+    // nsdelegate nothing can be cloned into a cgroup outside its cgroup namespace.
+    let mut cgroup_ns: Option<OwnedFd> = None;
+    for (kind, fd) in cfg.namespaces.iter().zip(ns_fds) {
         let flag = NAMESPACES
             .iter()
             .find(|(k, _)| k == kind)
             .map(|(_, f)| *f)
             .ok_or_else(|| Error::Protocol(format!("unknown namespace {kind}")))
             .step("namespaces")?;
-        setns(fd, flag)
+        if flag == CloneFlags::CLONE_NEWCGROUP && into_cgroup.is_some() {
+            cgroup_ns = Some(fd);
+            continue;
+        }
+        setns(&fd, flag)
             .map_err(|e| Error::sys(format!("setns {kind}"), e))
             .step("join namespaces")?;
     }
-    drop(ns_fds);
     fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
+        if let Some(fd) = cgroup_ns {
+            setns(&fd, CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("setns cgroup", e))
+                .step("join namespaces")?;
+        }
         stage2(ch, &process)
     })
 }

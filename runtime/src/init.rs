@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::CloneFlags;
 use nix::unistd::{dup2_stdin, fork, ForkResult};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -80,19 +80,17 @@ fn stage1(ch: &Channel) -> StepResult<()> {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let into_cgroup = cfg.cgroup_join.enter().step("join cgroup")?;
-    // A cgroup namespace is rooted at the cgroup of whoever unshares it: when
-    // only stage 2 is born in the container's cgroup (v2), stage 2 unshares it.
+    // When only stage 2 is born in the container's cgroup (v2), stage 2 enters the
+    // cgroup namespace: a new one is rooted at the cgroup of whoever unshares it,
+    // and with nsdelegate a process cannot be cloned into a cgroup outside its
+    // own cgroup namespace.
     let defer = match into_cgroup {
         Some(_) => CloneFlags::CLONE_NEWCGROUP,
         None => CloneFlags::empty(),
     };
     let deferred = namespaces::enter(&spec, defer).step("namespaces")?;
     fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
-        if !deferred.is_empty() {
-            unshare(deferred)
-                .map_err(|e| Error::sys(format!("unshare {deferred:?}"), e))
-                .step("namespaces")?;
-        }
+        deferred.enter().step("namespaces")?;
         stage2(ch, &cfg, &spec)
     })
 }
@@ -177,8 +175,16 @@ fn fork_into_cgroup(dir: BorrowedFd<'_>) -> crate::error::Result<ForkResult> {
             if errno != nix::errno::Errno::ENOSYS {
                 return Err(Error::sys("clone3 into the container cgroup", errno));
             }
-            let procs = format!("/proc/self/fd/{}/cgroup.procs", dir.as_raw_fd());
-            crate::cgroups::write_file(Path::new(&procs), "0")?;
+            // Move ourselves instead (waits for the cgroup lock; still correct).
+            let procs = nix::fcntl::openat(
+                dir,
+                "cgroup.procs",
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::sys("open cgroup.procs of the container cgroup", e))?;
+            nix::unistd::write(&procs, b"0")
+                .map_err(|e| Error::sys("write cgroup.procs of the container cgroup", e))?;
             // SAFETY: stage 1 is single-threaded (a fresh exec), so fork is safe.
             unsafe { fork() }.map_err(|e| Error::sys("fork stage 2", e))
         }

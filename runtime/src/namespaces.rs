@@ -33,10 +33,31 @@ pub fn has(spec: &Spec, typ: LinuxNamespaceType) -> bool {
         .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ))
 }
 
-/// Joins the namespaces given by path and unshares the others, except the new
-/// ones in `defer`, which are returned for the caller to unshare later. Affects
-/// this process (and, for pid, its future children).
-pub fn enter(spec: &Spec, defer: CloneFlags) -> Result<CloneFlags> {
+/// Namespaces that stage 1 leaves for stage 2 to enter (see [`enter`]).
+#[derive(Debug)]
+pub struct Deferred {
+    joins: Vec<(CloneFlags, OwnedFd, String)>,
+    unshare: CloneFlags,
+}
+
+impl Deferred {
+    /// Joins and unshares what was deferred; affects the calling process.
+    pub fn enter(self) -> Result<()> {
+        for (flag, fd, what) in &self.joins {
+            setns(fd, *flag).map_err(|e| Error::sys(what.clone(), e))?;
+        }
+        if !self.unshare.is_empty() {
+            unshare(self.unshare)
+                .map_err(|e| Error::sys(format!("unshare {:?}", self.unshare), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Joins the namespaces given by path and unshares the others, except those of
+/// the kinds in `defer` (new or joined), which are returned for stage 2 to
+/// enter. Affects this process (and, for pid, its future children).
+pub fn enter(spec: &Spec, defer: CloneFlags) -> Result<Deferred> {
     let nss = spec
         .linux()
         .as_ref()
@@ -61,15 +82,21 @@ pub fn enter(spec: &Spec, defer: CloneFlags) -> Result<CloneFlags> {
             None => new |= flag,
         }
     }
+    let (later, now): (Vec<_>, Vec<_>) = joins
+        .into_iter()
+        .partition(|(flag, _, _)| defer.contains(*flag));
+    let mut now = now;
     // The mount namespace last: it changes root and cwd.
-    joins.sort_by_key(|(flag, _, _)| *flag == CloneFlags::CLONE_NEWNS);
-    for (flag, fd, what) in &joins {
+    now.sort_by_key(|(flag, _, _)| *flag == CloneFlags::CLONE_NEWNS);
+    for (flag, fd, what) in &now {
         setns(fd, *flag).map_err(|e| Error::sys(what.clone(), e))?;
     }
-    let deferred = new & defer;
-    let now = new - defer;
-    if !now.is_empty() {
-        unshare(now).map_err(|e| Error::sys(format!("unshare {now:?}"), e))?;
+    let unshare_now = new - defer;
+    if !unshare_now.is_empty() {
+        unshare(unshare_now).map_err(|e| Error::sys(format!("unshare {unshare_now:?}"), e))?;
     }
-    Ok(deferred)
+    Ok(Deferred {
+        joins: later,
+        unshare: new & defer,
+    })
 }
