@@ -279,3 +279,58 @@ fn exec_with_id(
         code: o.status.code(),
     }
 }
+
+/// The shim opens an exec's stdin FIFO already at `Exec`: ctr opens the write end with a
+/// blocking open() before it sends `Exec`, and stalls (up to ~15 ms in Go's scheduler)
+/// until a reader appears. No `Start` is sent here, so only an early open unblocks it.
+#[test]
+fn exec_opens_stdin_at_exec() {
+    if common::skip_under_runc("runc's shim opens exec stdin at Start") {
+        return;
+    }
+    let c = Containerd::shared();
+    let r = Running::start(c, "exec-early-stdin", &[]);
+    let dir = std::env::temp_dir().join(tent_integration::unique_id("early-stdin"));
+    std::fs::create_dir_all(&dir).expect("fifo dir");
+    let fifo = dir.join("stdin");
+    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer_path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::OpenOptions::new().write(true).open(&writer_path));
+    });
+
+    let exec_id = tent_integration::unique_id("x");
+    let spec = serde_json::json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
+    let mut any = Vec::new();
+    common::pb_bytes(
+        1,
+        b"types.containerd.io/opencontainers/runtime-spec/1/Process",
+        &mut any,
+    );
+    common::pb_bytes(2, &serde_json::to_vec(&spec).expect("json"), &mut any);
+    let mut req = Vec::new();
+    common::pb_bytes(1, r.id.as_bytes(), &mut req);
+    common::pb_bytes(2, exec_id.as_bytes(), &mut req);
+    common::pb_bytes(4, fifo.to_string_lossy().as_bytes(), &mut req);
+    common::pb_bytes(7, &any, &mut req);
+    common::shim_call(c, &r.id, "Exec", &req).expect("Exec");
+
+    let opened = rx.recv_timeout(Duration::from_secs(10));
+    if opened.is_err() {
+        // Release the blocked writer before failing.
+        let _ = std::fs::File::open(&fifo);
+    }
+    let mut del = Vec::new();
+    common::pb_bytes(1, r.id.as_bytes(), &mut del);
+    common::pb_bytes(2, exec_id.as_bytes(), &mut del);
+    let deleted = common::shim_call(c, &r.id, "Delete", &del);
+    let _ = std::fs::remove_dir_all(&dir);
+    let writer = opened.expect("the stdin FIFO's writer is still blocked after Exec");
+    writer.expect("open the stdin FIFO for writing");
+    deleted.expect("Delete of the never-started exec");
+    r.assert_running();
+    r.kill_and_check();
+}

@@ -56,12 +56,21 @@ pub struct Opened {
     pub held: Vec<OwnedFd>,
 }
 
-/// Opens the three streams.
-pub fn open(paths: &StdioPaths, owner: Owner<'_>) -> Result<Opened> {
+/// Opens the three streams. `stdin_fifo`: the stdin FIFO if it was opened earlier
+/// (see [`open_stdin_fifo`]).
+pub fn open(
+    paths: &StdioPaths,
+    owner: Owner<'_>,
+    stdin_fifo: Option<pipe::Receiver>,
+) -> Result<Opened> {
     let (stdin, closer) = if paths.stdin.is_empty() {
         (None, None)
     } else {
-        let (read_end, closer) = feed_stdin(&paths.stdin)?;
+        let fifo = match stdin_fifo {
+            Some(fifo) => fifo,
+            None => open_stdin_fifo(&paths.stdin)?,
+        };
+        let (read_end, closer) = feed_stdin(fifo)?;
         (Some(read_end), Some(closer))
     };
     let (stdout, stderr) = if paths.stdout.starts_with("binary://") {
@@ -123,13 +132,23 @@ fn unread(fd: &OwnedFd) -> i32 {
     }
 }
 
-/// Starts copying the stdin FIFO into a pipe; returns the pipe's read end for the
-/// workload. The FIFO is opened non-blocking: epoll reports neither data nor hang-up
-/// until a writer has appeared, so an absent writer never looks like EOF.
-fn feed_stdin(path: &str) -> Result<(OwnedFd, StdinCloser)> {
-    let fifo = pipe::OpenOptions::new()
+/// Opens the read end of a stdin FIFO, non-blocking: epoll reports neither data nor
+/// hang-up until a writer has appeared, so an absent writer never looks like EOF.
+///
+/// For an exec the shim calls this already at `Exec`, not at `Start`: a client such as
+/// `ctr` opens the write end with a blocking `open()` before it sends `Exec`, and Go's
+/// scheduler then stalls `ctr` for up to ~15 ms until some reader appears. The same
+/// fd must then be the one that is read: a reader opened after the writer has come
+/// and gone would never see the hang-up, and stdin would never end.
+pub fn open_stdin_fifo(path: &str) -> Result<pipe::Receiver> {
+    pipe::OpenOptions::new()
         .open_receiver(path)
-        .map_err(|e| Error::io(format!("open stdin {path}"), e))?;
+        .map_err(|e| Error::io(format!("open stdin {path}"), e))
+}
+
+/// Starts copying the stdin FIFO into a pipe; returns the pipe's read end for the
+/// workload.
+fn feed_stdin(fifo: pipe::Receiver) -> Result<(OwnedFd, StdinCloser)> {
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("create stdin pipe", e.into()))?;
     let sender =

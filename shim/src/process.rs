@@ -38,6 +38,8 @@ pub struct Process {
     pid: AtomicI32,
     pub stdio: StdioPaths,
     stdin: Mutex<Option<StdinCloser>>,
+    /// The stdin FIFO, opened before the process starts (execs: at `Exec`).
+    stdin_fifo: Mutex<Option<tokio::net::unix::pipe::Receiver>>,
     held_outputs: Mutex<Vec<OwnedFd>>,
     console: Mutex<Option<OwnedFd>>,
     state: Mutex<Status>,
@@ -53,6 +55,7 @@ impl Process {
             pid: AtomicI32::new(0),
             stdio,
             stdin: Mutex::new(None),
+            stdin_fifo: Mutex::new(None),
             held_outputs: Mutex::new(Vec::new()),
             console: Mutex::new(None),
             state: Mutex::new(Status::Created),
@@ -67,6 +70,15 @@ impl Process {
 
     pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::SeqCst);
+    }
+
+    /// Keeps the stdin FIFO opened ahead of `Start` (see [`crate::io::open_stdin_fifo`]).
+    pub fn set_stdin_fifo(&self, fifo: tokio::net::unix::pipe::Receiver) {
+        *lock(&self.stdin_fifo) = Some(fifo);
+    }
+
+    pub fn take_stdin_fifo(&self) -> Option<tokio::net::unix::pipe::Receiver> {
+        lock(&self.stdin_fifo).take()
     }
 
     pub fn set_stdin(&self, closer: Option<StdinCloser>) {

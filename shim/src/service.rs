@@ -177,6 +177,7 @@ impl Shim {
         }
         let paths = process.stdio.clone();
         let (id, namespace) = (container_id.to_string(), self.namespace.clone());
+        let stdin_fifo = process.take_stdin_fifo();
         let open = move || {
             io::open(
                 &paths,
@@ -184,6 +185,7 @@ impl Shim {
                     container_id: &id,
                     namespace: &namespace,
                 },
+                stdin_fifo,
             )
         };
         let opened = if process.stdio.stdout.starts_with("binary://") {
@@ -412,7 +414,15 @@ impl Shim {
             if execs.contains_key(&req.exec_id) {
                 return Err(Error::AlreadyExists(format!("exec {}", req.exec_id)));
             }
-            execs.insert(req.exec_id.clone(), exec);
+            execs.insert(req.exec_id.clone(), exec.clone());
+        }
+        if !req.terminal && !req.stdin.is_empty() {
+            // Unblocks a client waiting to open the write end (see io::open_stdin_fifo);
+            // on failure Start opens it again and reports the error.
+            match io::open_stdin_fifo(&req.stdin) {
+                Ok(fifo) => exec.process.set_stdin_fifo(fifo),
+                Err(e) => log::debug!("exec {}: stdin not opened early: {e}", req.exec_id),
+            }
         }
         let event = TaskExecAdded {
             container_id: task.id.clone(),
