@@ -334,3 +334,86 @@ fn exec_opens_stdin_at_exec() {
     r.assert_running();
     r.kill_and_check();
 }
+
+/// `CloseIO` ends stdin after what the client already wrote. The workload sleeps
+/// before it reads, so when CloseIO arrives part of the input sits in the shim's copy
+/// buffer and in the FIFO; all of it must still arrive, then EOF.
+#[test]
+fn close_io_delivers_input_already_written() {
+    let c = Containerd::shared();
+    let r = Running::start(c, "exec-closeio", &[]);
+    let dir = std::env::temp_dir().join(tent_integration::unique_id("closeio"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let fifo = dir.join("stdin");
+    let out = dir.join("out");
+    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let exec_id = tent_integration::unique_id("x");
+    let ids = || {
+        let mut m = Vec::new();
+        common::pb_bytes(1, r.id.as_bytes(), &mut m);
+        common::pb_bytes(2, exec_id.as_bytes(), &mut m);
+        m
+    };
+    let spec = serde_json::json!({
+        "args": ["sh", "-c", "sleep 2; wc -c"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+    });
+    let mut any = Vec::new();
+    common::pb_bytes(
+        1,
+        b"types.containerd.io/opencontainers/runtime-spec/1/Process",
+        &mut any,
+    );
+    common::pb_bytes(2, &serde_json::to_vec(&spec).expect("json"), &mut any);
+    let mut req = ids();
+    common::pb_bytes(4, fifo.to_string_lossy().as_bytes(), &mut req);
+    let out_uri = format!("file://{}", out.display());
+    common::pb_bytes(5, out_uri.as_bytes(), &mut req);
+    common::pb_bytes(7, &any, &mut req);
+    // 100 KiB: more than the workload's stdin pipe holds, less than pipe + copy buffer
+    // + FIFO, so the write completes while the workload still sleeps.
+    const INPUT: usize = 100 * 1024;
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .expect("open the stdin FIFO for writing");
+        w.write_all(&vec![b'x'; INPUT]).expect("write stdin");
+        w
+    });
+    common::shim_call(c, &r.id, "Exec", &req).expect("Exec");
+    common::shim_call(c, &r.id, "Start", &ids()).expect("Start");
+    let w = writer.join().expect("writer thread");
+    // CloseIO while our write end stays open and the workload has read nothing yet.
+    let mut close = ids();
+    common::pb_varint(3, 1, &mut close);
+    common::shim_call(c, &r.id, "CloseIO", &close).expect("CloseIO");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (rid, wait_req) = (r.id.clone(), ids());
+    std::thread::spawn(move || {
+        let _ = tx.send(common::shim_call(c, &rid, "Wait", &wait_req));
+    });
+    let waited = rx.recv_timeout(Duration::from_secs(20));
+    if waited.is_err() {
+        let mut k = ids();
+        common::pb_varint(3, 9, &mut k);
+        let _ = common::shim_call(c, &r.id, "Kill", &k);
+    }
+    drop(w);
+    let got = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = common::shim_call(c, &r.id, "Delete", &ids());
+    let _ = std::fs::remove_dir_all(&dir);
+    waited
+        .expect("the workload did not end after CloseIO")
+        .expect("Wait");
+    assert_eq!(
+        got.trim(),
+        INPUT.to_string(),
+        "stdin written before CloseIO was lost"
+    );
+    r.assert_running();
+    r.kill_and_check();
+}

@@ -165,26 +165,49 @@ async fn copy_stdin(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let step = async {
-            let n = fifo.read(&mut buf).await?;
-            if n > 0 {
-                sink.write_all(&buf[..n]).await?;
+        // Only the read races CloseIO (a read that did not complete consumed nothing);
+        // bytes once read are always written, so no input is lost mid-copy.
+        let n = tokio::select! {
+            _ = &mut closed => {
+                // CloseIO means "no more input": what the client wrote before it
+                // still belongs to the workload (it may already sit in the FIFO).
+                drain_stdin(&fifo, &mut sink, &mut buf).await;
+                break;
             }
-            Ok::<usize, std::io::Error>(n)
-        };
-        tokio::select! {
-            _ = &mut closed => break,
-            r = step => match r {
+            r = fifo.read(&mut buf) => match r {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(e) => {
                     log::debug!("stdin copy ended: {e}");
                     break;
                 }
             },
+        };
+        if let Err(e) = sink.write_all(&buf[..n]).await {
+            log::debug!("stdin copy ended: {e}");
+            break;
         }
     }
     // Dropping `sink` closes the pipe: the workload reads EOF.
+}
+
+/// Copies what is buffered in the stdin FIFO right now, without waiting for more.
+async fn drain_stdin(fifo: &pipe::Receiver, sink: &mut pipe::Sender, buf: &mut [u8]) {
+    use std::os::fd::AsFd;
+    loop {
+        // A plain non-blocking read: tokio's readiness may not have caught up yet.
+        match nix::unistd::read(fifo.as_fd(), buf).map_err(std::io::Error::from) {
+            Ok(0) => return,
+            Ok(n) => {
+                if let Err(e) = sink.write_all(&buf[..n]).await {
+                    log::debug!("stdin copy ended: {e}");
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Opens an output stream: a FIFO read-write (never blocks, never SIGPIPEs the
