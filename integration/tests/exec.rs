@@ -293,9 +293,7 @@ fn exec_opens_stdin_at_exec() {
     let dir = std::env::temp_dir().join(tent_integration::unique_id("early-stdin"));
     std::fs::create_dir_all(&dir).expect("fifo dir");
     let fifo = dir.join("stdin");
-    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-    // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    common::mkfifo(&fifo);
     let (tx, rx) = std::sync::mpsc::channel();
     let writer_path = fifo.clone();
     std::thread::spawn(move || {
@@ -303,30 +301,18 @@ fn exec_opens_stdin_at_exec() {
     });
 
     let exec_id = tent_integration::unique_id("x");
-    let spec = serde_json::json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}});
-    let mut any = Vec::new();
-    common::pb_bytes(
-        1,
-        b"types.containerd.io/opencontainers/runtime-spec/1/Process",
-        &mut any,
-    );
-    common::pb_bytes(2, &serde_json::to_vec(&spec).expect("json"), &mut any);
-    let mut req = Vec::new();
-    common::pb_bytes(1, r.id.as_bytes(), &mut req);
-    common::pb_bytes(2, exec_id.as_bytes(), &mut req);
-    common::pb_bytes(4, fifo.to_string_lossy().as_bytes(), &mut req);
-    common::pb_bytes(7, &any, &mut req);
-    common::shim_call(c, &r.id, "Exec", &req).expect("Exec");
-
+    common::shim_exec(c, &r.id, &exec_id, &["true"], &fifo.to_string_lossy(), "").expect("Exec");
     let opened = rx.recv_timeout(Duration::from_secs(10));
     if opened.is_err() {
         // Release the blocked writer before failing.
         let _ = std::fs::File::open(&fifo);
     }
-    let mut del = Vec::new();
-    common::pb_bytes(1, r.id.as_bytes(), &mut del);
-    common::pb_bytes(2, exec_id.as_bytes(), &mut del);
-    let deleted = common::shim_call(c, &r.id, "Delete", &del);
+    let deleted = common::shim_call(
+        c,
+        &r.id,
+        "Delete",
+        &common::process_request(&r.id, &exec_id),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let writer = opened.expect("the stdin FIFO's writer is still blocked after Exec");
     writer.expect("open the stdin FIFO for writing");
@@ -346,31 +332,9 @@ fn close_io_delivers_input_already_written() {
     std::fs::create_dir_all(&dir).expect("dir");
     let fifo = dir.join("stdin");
     let out = dir.join("out");
-    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-    // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    common::mkfifo(&fifo);
     let exec_id = tent_integration::unique_id("x");
-    let ids = || {
-        let mut m = Vec::new();
-        common::pb_bytes(1, r.id.as_bytes(), &mut m);
-        common::pb_bytes(2, exec_id.as_bytes(), &mut m);
-        m
-    };
-    let spec = serde_json::json!({
-        "args": ["sh", "-c", "sleep 2; wc -c"], "cwd": "/", "user": {"uid": 0, "gid": 0}
-    });
-    let mut any = Vec::new();
-    common::pb_bytes(
-        1,
-        b"types.containerd.io/opencontainers/runtime-spec/1/Process",
-        &mut any,
-    );
-    common::pb_bytes(2, &serde_json::to_vec(&spec).expect("json"), &mut any);
-    let mut req = ids();
-    common::pb_bytes(4, fifo.to_string_lossy().as_bytes(), &mut req);
-    let out_uri = format!("file://{}", out.display());
-    common::pb_bytes(5, out_uri.as_bytes(), &mut req);
-    common::pb_bytes(7, &any, &mut req);
+    let ids = || common::process_request(&r.id, &exec_id);
     // 100 KiB: more than the workload's stdin pipe holds, less than pipe + copy buffer
     // + FIFO, so the write completes while the workload still sleeps.
     const INPUT: usize = 100 * 1024;
@@ -384,7 +348,15 @@ fn close_io_delivers_input_already_written() {
         w.write_all(&vec![b'x'; INPUT]).expect("write stdin");
         w
     });
-    common::shim_call(c, &r.id, "Exec", &req).expect("Exec");
+    common::shim_exec(
+        c,
+        &r.id,
+        &exec_id,
+        &["sh", "-c", "sleep 2; wc -c"],
+        &fifo.to_string_lossy(),
+        &format!("file://{}", out.display()),
+    )
+    .expect("Exec");
     common::shim_call(c, &r.id, "Start", &ids()).expect("Start");
     let w = writer.join().expect("writer thread");
     // CloseIO while our write end stays open and the workload has read nothing yet.

@@ -406,6 +406,50 @@ pub fn shim_update(
     shim_call(c, id, "Update", &req).map(|_| ())
 }
 
+/// A FIFO at `path` (mode 0600), as containerd makes them for a process's stdio.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// The `{id, exec_id}` message that Start, Wait, Delete, CloseIO and Kill begin with.
+pub fn process_request(id: &str, exec_id: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    pb_bytes(1, id.as_bytes(), &mut m);
+    pb_bytes(2, exec_id.as_bytes(), &mut m);
+    m
+}
+
+/// `Task.Exec` (not started) of `args` as root in `/`, with the given stdin and stdout URIs.
+pub fn shim_exec(
+    c: &Containerd,
+    id: &str,
+    exec_id: &str,
+    args: &[&str],
+    stdin: &str,
+    stdout: &str,
+) -> Result<(), (u64, String)> {
+    let spec = serde_json::json!({"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}});
+    let mut any = Vec::new();
+    pb_bytes(
+        1,
+        b"types.containerd.io/opencontainers/runtime-spec/1/Process",
+        &mut any,
+    );
+    pb_bytes(2, &serde_json::to_vec(&spec).expect("json"), &mut any);
+    let mut req = process_request(id, exec_id);
+    pb_bytes(4, stdin.as_bytes(), &mut req);
+    pb_bytes(5, stdout.as_bytes(), &mut req);
+    pb_bytes(7, &any, &mut req);
+    shim_call(c, id, "Exec", &req).map(|_| ())
+}
+
 /// `Task.ResizePty` for a process of the task (`exec_id` "" = init).
 pub fn shim_resize(
     c: &Containerd,
