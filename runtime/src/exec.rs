@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::init::{exit, fork_stage2};
 use crate::process::{find_executable, setup_and_exec, Step, StepError};
 use crate::sync::{Channel, ExecConfig, Message};
-use crate::{pidfd, tty, ExecProcess, ExecRequest};
+use crate::{namespaces, pidfd, tty, ExecProcess, ExecRequest};
 
 type StepResult<T> = std::result::Result<T, StepError>;
 
@@ -292,7 +292,7 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
     }
     // Cloned into the cgroup (v2): stage 2 joins the cgroup namespace, because with
     // nsdelegate nothing can be cloned into a cgroup outside its cgroup namespace.
-    let mut cgroup_ns: Option<OwnedFd> = None;
+    let mut deferred = namespaces::Deferred::none();
     for (kind, fd) in cfg.namespaces.iter().zip(ns_fds) {
         let flag = NAMESPACES
             .iter()
@@ -301,7 +301,7 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
             .ok_or_else(|| Error::Protocol(format!("unknown namespace {kind}")))
             .step("namespaces")?;
         if flag == CloneFlags::CLONE_NEWCGROUP && into_cgroup.is_some() {
-            cgroup_ns = Some(fd);
+            deferred.defer_join(flag, fd, format!("setns {kind}"));
             continue;
         }
         setns(&fd, flag)
@@ -309,11 +309,7 @@ pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
             .step("join namespaces")?;
     }
     fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
-        if let Some(fd) = cgroup_ns {
-            setns(&fd, CloneFlags::CLONE_NEWCGROUP)
-                .map_err(|e| Error::sys("setns cgroup", e))
-                .step("join namespaces")?;
-        }
+        deferred.enter().step("join namespaces")?;
         stage2(ch, &process)
     })
 }

@@ -41,6 +41,20 @@ pub struct Deferred {
 }
 
 impl Deferred {
+    /// Nothing deferred yet.
+    pub fn none() -> Deferred {
+        Deferred {
+            joins: Vec::new(),
+            unshare: CloneFlags::empty(),
+        }
+    }
+
+    /// Leaves joining the namespace behind `fd` (of kind `flag`) for later;
+    /// `what` names the step in an error.
+    pub fn defer_join(&mut self, flag: CloneFlags, fd: OwnedFd, what: String) {
+        self.joins.push((flag, fd, what));
+    }
+
     /// Joins and unshares what was deferred; affects the calling process.
     pub fn enter(self) -> Result<()> {
         for (flag, fd, what) in &self.joins {
