@@ -1,6 +1,7 @@
-//! Container lifecycle on the caller's side: create (validate, mount rootfs,
-//! cgroup, spawn the init, wait for ready), start, kill, pids, destroy, and the
-//! state-file based cleanup after a crash.
+//! Container lifecycle on the caller's side: create (validate the spec and
+//! build the confinement, mount the rootfs, create the cgroup, spawn the init,
+//! wait for ready), start, kill, pids, destroy, and the state-file based
+//! cleanup after a crash. The container's side of the fork is `child/`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 
 use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
+use crate::confine::Confinement;
 use crate::error::{Error, Result};
 use crate::state::State;
 use crate::sync::{Channel, InitConfig, Message};
@@ -27,6 +29,8 @@ pub(crate) struct Handle {
     pub(crate) init_exe: InitExe,
     /// The pty master of a terminal init, until the caller takes it.
     pub(crate) console: Option<OwnedFd>,
+    /// How the container's processes are confined; execs derive theirs from it.
+    pub(crate) confinement: Confinement,
 }
 
 /// Everything `create` made so far, undone on failure.
@@ -155,6 +159,7 @@ fn create_inner(
         cgroup_v1,
         cgroup_v2: is_v2(),
         cgroup_join,
+        confinement: loaded.confinement.clone(),
     };
     ch.send(&Message::Config(Box::new(cfg)), &[stdin.as_raw_fd()])?;
     drop(stdin);
@@ -220,6 +225,7 @@ fn create_inner(
         mounts: std::mem::take(&mut undo.mounts),
         init_exe: req.init_exe.clone(),
         console,
+        confinement: loaded.confinement.clone(),
     };
     Ok((pid, handle))
 }

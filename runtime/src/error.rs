@@ -40,12 +40,12 @@ pub enum Error {
         source: nix::Error,
     },
     /// A cgroup operation failed.
-    #[error("cgroup {step} {path}: {source}")]
+    #[error("cgroup {step} {path}: {source}", path = .path.display())]
     Cgroup {
         step: &'static str,
-        path: String,
+        path: PathBuf,
         #[source]
-        source: cgroups_rs::fs::error::Error,
+        source: std::io::Error,
     },
     /// The container init reported a failing step.
     #[error("container init: {step}: {cause}")]

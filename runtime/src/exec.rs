@@ -1,93 +1,25 @@
-//! `exec`: a new process in a running container.
+//! `exec`, the caller's side: a new process in a running container.
 //!
-//! Caller side ([`exec`]): checks the container is running and not paused, opens
-//! every namespace fd of the init (before anything joins one), re-checks the
-//! init is still the same process (pidfd), spawns stage 1 from the sealed
-//! binary and sends it the process spec with the fds. Stage 1 ([`stage1`]):
-//! non-dumpable, enters the cgroup, joins the namespaces (mount
-//! last), forks (the pid namespace applies to children), reports the stage-2
-//! pid and exits, so stage 2 is reparented to the (subreaper) caller. Stage 2:
-//! terminal, user lookup, cwd and executable checks, then the shared
-//! [`setup_and_exec`]. EOF on the CLOEXEC sync socket means `execve` succeeded.
+//! Validates the process spec (the same checks as create) and derives its
+//! confinement from the container's, checks the container is running and not
+//! paused, opens every namespace fd of the init (before anything joins one),
+//! re-checks the init is still the same process (pidfd), spawns stage 1 from
+//! the read-only binary view and sends it the process spec with the fds. The
+//! container's side is `child/exec.rs`. EOF on the CLOEXEC sync socket means
+//! `execve` succeeded.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
-
-use nix::sched::{setns, CloneFlags};
-use nix::unistd::dup2_stdin;
-use oci_spec::runtime::Process;
 
 use crate::container::Handle;
 use crate::error::{Error, Result};
-use crate::init::{exit, fork_stage2};
-use crate::process::{find_executable, setup_and_exec, Step, StepError};
+use crate::namespaces::EXEC_JOIN_ORDER;
 use crate::sync::{Channel, ExecConfig, Message};
-use crate::{namespaces, pidfd, tty, ExecProcess, ExecRequest};
-
-type StepResult<T> = std::result::Result<T, StepError>;
-
-/// Namespaces an exec joins, mount last (it changes root and cwd). User and
-/// time namespaces are refused at create, so they never differ from ours.
-const NAMESPACES: &[(&str, CloneFlags)] = &[
-    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-    ("ipc", CloneFlags::CLONE_NEWIPC),
-    ("uts", CloneFlags::CLONE_NEWUTS),
-    ("net", CloneFlags::CLONE_NEWNET),
-    ("pid", CloneFlags::CLONE_NEWPID),
-    ("mnt", CloneFlags::CLONE_NEWNS),
-];
+use crate::{pidfd, process, ExecProcess, ExecRequest};
 
 /// How long `exec` waits for stage 1 to exit after stage 2 was reported.
 const STAGE1_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Checks on the exec's process spec that need nothing from the container.
-fn validate(process: &Process) -> Result<()> {
-    match process.args() {
-        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
-        _ => return Err(Error::spec("process.args", "is empty")),
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::spec(
-            "process.cwd",
-            format!("{} is not an absolute path", process.cwd().display()),
-        ));
-    }
-    for (i, rl) in process.rlimits().iter().flatten().enumerate() {
-        if crate::process::rlimit_resource(&rl.typ().to_string()).is_none() {
-            return Err(Error::spec(
-                format!("process.rlimits[{i}]"),
-                format!("unknown rlimit type {}", rl.typ()),
-            ));
-        }
-        if rl.soft() > rl.hard() {
-            return Err(Error::spec(
-                format!("process.rlimits[{i}]"),
-                format!("soft limit {} exceeds hard limit {}", rl.soft(), rl.hard()),
-            ));
-        }
-    }
-    if process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.apparmorProfile: AppArmor profiles are not supported by tent yet".into(),
-        ));
-    }
-    if process
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.selinuxLabel: SELinux labels are not supported by tent yet".into(),
-        ));
-    }
-    Ok(())
-}
 
 /// True when the process behind `fd` has exited (readable pidfd), waiting up
 /// to `timeout_ms`.
@@ -113,7 +45,7 @@ fn exited(fd: &OwnedFd, timeout_ms: i32) -> Result<bool> {
 /// Opens `/proc/<pid>/ns/<kind>` of every namespace the init does not share with us.
 fn open_namespaces(pid: i32) -> Result<Vec<(String, OwnedFd)>> {
     let mut out = Vec::new();
-    for (kind, _) in NAMESPACES {
+    for (kind, _) in EXEC_JOIN_ORDER {
         let theirs = format!("/proc/{pid}/ns/{kind}");
         let fd = std::fs::File::open(&theirs).map_err(|e| Error::io("open", &theirs, e))?;
         let ours = format!("/proc/self/ns/{kind}");
@@ -141,7 +73,8 @@ impl Drop for Undo {
 
 /// Caller side of [`crate::Container::exec`]. Blocking.
 pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
-    validate(req.process)?;
+    process::validate(req.process)?;
+    let confinement = h.confinement.for_exec(req.process)?;
     let terminal = req.process.terminal() == Some(true);
     let not_running = || {
         Error::Precondition(format!(
@@ -200,6 +133,7 @@ pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
         process: process_json,
         namespaces: namespaces.iter().map(|(k, _)| k.clone()).collect(),
         cgroup_join: h.cgroup.join_plan(),
+        confinement,
     };
     ch.send(&Message::Exec(Box::new(cfg)), &fds)?;
     drop(stdin);
@@ -250,162 +184,6 @@ pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
         pidfd,
         console,
     })
-}
-
-/// Stage 1 of an exec, in a fresh exec of the sealed binary (single-threaded).
-pub(crate) fn stage1(ch: &Channel) -> StepResult<()> {
-    // Non-dumpable before joining anything: the container cannot reach us via /proc.
-    // SAFETY: plain prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let (cfg, fds) = match ch.recv().step("receive exec config")? {
-        Some((Message::Exec(cfg), fds)) => (cfg, fds),
-        Some((other, _)) => {
-            return Err(Error::Protocol(format!(
-                "expected exec config, got {other:?}"
-            )))
-            .step("receive exec config")
-        }
-        None => exit(1),
-    };
-    let mut fds = fds.into_iter();
-    let stdin = fds
-        .next()
-        .ok_or_else(|| Error::Protocol("exec config came without stdin".into()))
-        .step("receive exec config")?;
-    dup2_stdin(&stdin)
-        .map_err(|e| Error::sys("dup2 stdin", e))
-        .step("stdio")?;
-    drop(stdin);
-    // Before setns: the cgroup paths are the host's.
-    let into_cgroup = cfg.cgroup_join.enter().step("join cgroup")?;
-    let process: Process = serde_json::from_str(&cfg.process)
-        .map_err(|e| Error::spec("process", e.to_string()))
-        .step("parse process")?;
-    let ns_fds: Vec<OwnedFd> = fds.collect();
-    if ns_fds.len() != cfg.namespaces.len() {
-        return Err(Error::Protocol(format!(
-            "{} namespace fds for {} namespaces",
-            ns_fds.len(),
-            cfg.namespaces.len()
-        )))
-        .step("receive exec config");
-    }
-    // Cloned into the cgroup (v2): stage 2 joins the cgroup namespace, because with
-    // nsdelegate nothing can be cloned into a cgroup outside its cgroup namespace.
-    let mut deferred = namespaces::Deferred::none();
-    for (kind, fd) in cfg.namespaces.iter().zip(ns_fds) {
-        let flag = NAMESPACES
-            .iter()
-            .find(|(k, _)| k == kind)
-            .map(|(_, f)| *f)
-            .ok_or_else(|| Error::Protocol(format!("unknown namespace {kind}")))
-            .step("namespaces")?;
-        if flag == CloneFlags::CLONE_NEWCGROUP && into_cgroup.is_some() {
-            deferred.defer_join(flag, fd, format!("setns {kind}"));
-            continue;
-        }
-        setns(&fd, flag)
-            .map_err(|e| Error::sys(format!("setns {kind}"), e))
-            .step("join namespaces")?;
-    }
-    fork_stage2(ch, into_cgroup.as_ref().map(|fd| fd.as_fd()), || {
-        deferred.enter().step("join namespaces")?;
-        stage2(ch, &process)
-    })
-}
-
-fn stage2(ch: &Channel, process: &Process) -> StepResult<std::convert::Infallible> {
-    if process.terminal() == Some(true) {
-        let pty = tty::open_pty(process.console_size().as_ref()).step("terminal")?;
-        ch.send(&Message::Console, &[pty.master.as_raw_fd()])
-            .step("terminal: send the pty master")?;
-        drop(pty.master);
-        tty::make_controlling(pty.peer).step("terminal")?;
-    }
-    let process = resolve_user(process).step("user")?;
-    let cwd = process.cwd();
-    match std::fs::metadata(cwd) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(Error::spec(
-                "process.cwd",
-                format!("{} is not a directory", cwd.display()),
-            ))
-            .step("cwd")
-        }
-        Err(e) => {
-            return Err(Error::spec(
-                "process.cwd",
-                format!("{}: {e}", cwd.display()),
-            ))
-            .step("cwd")
-        }
-    }
-    let args = process.args().as_deref().unwrap_or_default();
-    let env = process.env().as_deref().unwrap_or_default();
-    let exe = find_executable(
-        args.first().map(String::as_str).unwrap_or_default(),
-        env,
-        cwd,
-    )
-    .step("find executable")?;
-    Err(setup_and_exec(&process, Path::new(&exe)))
-}
-
-/// One `/etc/passwd` entry.
-struct Passwd {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: String,
-}
-
-/// The container's `/etc/passwd` (we are inside its mount namespace and root).
-fn passwd_entries() -> Vec<Passwd> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 7 {
-                return None;
-            }
-            Some(Passwd {
-                name: f[0].to_string(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Resolves `user.username` through the container's `/etc/passwd` (numeric
-/// uids need no entry) and sets `HOME` when the env lacks it, as runc does.
-fn resolve_user(process: &Process) -> Result<Process> {
-    let mut p = process.clone();
-    let entries = passwd_entries();
-    let mut user = p.user().clone();
-    if let Some(name) = user.username().as_deref().filter(|n| !n.is_empty()) {
-        let e = entries.iter().find(|e| e.name == name).ok_or_else(|| {
-            Error::spec(
-                "process.user.username",
-                format!("user {name:?} not found in the container's /etc/passwd"),
-            )
-        })?;
-        user.set_uid(e.uid);
-        user.set_gid(e.gid);
-    }
-    let mut env = p.env().clone().unwrap_or_default();
-    if !env.iter().any(|v| v.starts_with("HOME=")) {
-        let home = entries
-            .iter()
-            .find(|e| e.uid == user.uid())
-            .map_or("/", |e| e.home.as_str());
-        env.push(format!("HOME={home}"));
-    }
-    p.set_user(user);
-    p.set_env(Some(env));
-    Ok(p)
 }
 
 impl ExecProcess {

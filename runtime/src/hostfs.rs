@@ -37,7 +37,7 @@ pub fn mount_rootfs(rootfs: &Path, mounts: &[RootfsMount]) -> Result<Vec<PathBuf
 /// The mount point of `m`: `rootfs` itself, or a directory resolved (and
 /// created) inside it. Returns an fd on it (None for `rootfs`) and its real path.
 fn resolve_target(rootfs: &Path, m: &RootfsMount, i: usize) -> Result<(Option<OwnedFd>, PathBuf)> {
-    let rel = crate::rootfs::relative(Path::new(&m.target));
+    let rel = crate::pathsafe::relative(Path::new(&m.target));
     if rel.as_os_str().is_empty() {
         std::fs::create_dir_all(rootfs)
             .map_err(|e| Error::io("create rootfs mount point", rootfs, e))?;
@@ -49,18 +49,19 @@ fn resolve_target(rootfs: &Path, m: &RootfsMount, i: usize) -> Result<(Option<Ow
         Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("rootfs[{i}]: open {}", rootfs.display()), e))?;
-    let fd = crate::rootfs::mkdir_all(&root, &rel, ResolveFlag::empty()).map_err(|e| match e {
-        Error::Sys { step, source } => Error::sys(
-            format!(
-                "rootfs[{i}].target {}: {step} (inside {})",
-                m.target,
-                rootfs.display()
+    let fd =
+        crate::pathsafe::mkdir_all(&root, &rel, ResolveFlag::empty()).map_err(|e| match e {
+            Error::Sys { step, source } => Error::sys(
+                format!(
+                    "rootfs[{i}].target {}: {step} (inside {})",
+                    m.target,
+                    rootfs.display()
+                ),
+                source,
             ),
-            source,
-        ),
-        other => other,
-    })?;
-    let real = std::fs::read_link(crate::rootfs::fd_path(&fd))
+            other => other,
+        })?;
+    let real = std::fs::read_link(crate::pathsafe::fd_path(&fd))
         .map_err(|e| Error::io("resolve rootfs mount point", rootfs.join(&rel), e))?;
     Ok((Some(fd), real))
 }
@@ -75,7 +76,7 @@ fn mount_entry(rootfs: &Path, m: &RootfsMount, i: usize) -> Result<PathBuf> {
     let (fd, real) = resolve_target(rootfs, m, i)?;
     // Mount through the fd, not the path.
     let target = match &fd {
-        Some(fd) => PathBuf::from(crate::rootfs::fd_path(fd)),
+        Some(fd) => PathBuf::from(crate::pathsafe::fd_path(fd)),
         None => real.clone(),
     };
     // A remount must go to the new mount: reopen the target (inside the root).
@@ -86,7 +87,7 @@ fn mount_entry(rootfs: &Path, m: &RootfsMount, i: usize) -> Result<PathBuf> {
         let (t, _) = resolve_target(rootfs, m, i)?;
         let p = t
             .as_ref()
-            .map(|t| PathBuf::from(crate::rootfs::fd_path(t)))
+            .map(|t| PathBuf::from(crate::pathsafe::fd_path(t)))
             .unwrap_or_else(|| real.clone());
         Ok((t, p))
     };

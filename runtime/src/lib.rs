@@ -2,11 +2,12 @@
 //!
 //! The shim (or any other caller) drives containers through [`Container`]:
 //!
-//! 1. [`InitExe::seal_current`] once per process: a sealed memfd copy of our own
-//!    binary, so a container can never overwrite the host binary (CVE-2019-5736).
+//! 1. [`InitExe::seal_current`] once per process: a read-only view of our own
+//!    binary (a sealed memfd copy where the kernel cannot make one), so a
+//!    container can never overwrite the host binary (CVE-2019-5736).
 //! 2. [`Container::create`] spawns the single-threaded container init (a re-exec of
-//!    the sealed binary that enters [`init_main`]), sets up cgroups, namespaces,
-//!    mounts and the process, and returns once the init waits for `start`.
+//!    that binary that enters [`init_main`]), sets up cgroups, namespaces,
+//!    mounts, limits and confinement, and returns once the init waits for `start`.
 //! 3. [`Container::start`] lets the init `execve` the user's process.
 //! 4. The caller reaps exits (it is a child subreaper, see [`set_child_subreaper`]).
 //! 5. [`Container::destroy`] removes everything the container left behind.
@@ -17,31 +18,32 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-mod caps;
-mod cgroups;
+// The caller's side: the public API below, lifecycle, exec, host mounts.
 mod container;
-mod error;
-mod exe;
 mod exec;
 mod hostfs;
-mod init;
+mod state;
+// Shared by both sides: what the spec asks for, and how it is applied.
+mod cgroups;
+mod confine;
+mod error;
+mod exe;
 mod mounts;
 mod namespaces;
-mod oom;
+mod pathsafe;
 mod pidfd;
 mod process;
-mod rootfs;
 mod spec;
-mod state;
-mod stats;
 mod sync;
+// The container's side of the fork (and what only it uses).
+mod child;
+mod rootfs;
 mod tty;
-mod update;
 
+pub use cgroups::oom::OomWatcher;
+pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
-pub use oom::OomWatcher;
-pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]
@@ -165,17 +167,17 @@ impl Container {
     /// New memory/cpu/pids limits; validated first ([`ErrorKind::InvalidArgument`]
     /// naming the field), all or nothing.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        update::update(&self.handle.cgroup, resources)
+        cgroups::resources::update(&self.handle.cgroup, resources)
     }
 
     /// Memory, cpu and pids usage of the container's cgroup.
     pub fn stats(&self) -> Result<Stats> {
-        stats::collect(&self.handle.cgroup)
+        cgroups::stats::collect(&self.handle.cgroup)
     }
 
     /// A pollable fd that reports OOM events of the container's cgroup.
     pub fn oom_watcher(&self) -> Result<OomWatcher> {
-        oom::watch(&self.handle.cgroup)
+        cgroups::oom::watch(&self.handle.cgroup)
     }
 
     /// The pty master of a terminal init (`process.terminal`); `Some` once.
@@ -198,7 +200,7 @@ pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
 
 /// Entry point of the container init; never returns.
 pub fn init_main() -> ! {
-    init::main()
+    child::main()
 }
 
 /// Sets the window size of a console (the pty master from [`Container::take_console`]

@@ -11,6 +11,18 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
+/// Namespaces an exec joins, by their `/proc/<pid>/ns` names, mount last (it
+/// changes root and cwd). User and time namespaces are refused at create, so
+/// they never differ from ours.
+pub const EXEC_JOIN_ORDER: &[(&str, CloneFlags)] = &[
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
 /// The clone flag of a namespace type.
 pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {
     match typ {

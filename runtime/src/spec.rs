@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde_json::Value;
 
+use crate::confine::Confinement;
 use crate::error::{Error, Result};
-use crate::process::rlimit_resource;
+use crate::process::{self, rlimit_resource};
 
 /// A parsed and validated bundle config. `raw` is what the init re-parses, so the
 /// init sees exactly the JSON the caller validated.
@@ -15,6 +16,8 @@ use crate::process::rlimit_resource;
 pub struct LoadedSpec {
     pub spec: Spec,
     pub raw: String,
+    /// How the container's processes are confined (refusing what tent cannot apply).
+    pub confinement: Confinement,
 }
 
 const NAMESPACE_TYPES: &[&str] = &[
@@ -26,7 +29,12 @@ pub fn load(bundle: &Path) -> Result<LoadedSpec> {
     let path = bundle.join("config.json");
     let raw = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
     let spec = parse(&raw)?;
-    Ok(LoadedSpec { spec, raw })
+    let confinement = Confinement::for_init(&spec)?;
+    Ok(LoadedSpec {
+        spec,
+        raw,
+        confinement,
+    })
 }
 
 /// Parses and validates the text of a `config.json`.
@@ -72,35 +80,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::spec("config.json", "process is missing"))?;
-    match process.args() {
-        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
-        _ => return Err(Error::spec("config.json", "process.args is empty")),
-    }
-    // Security settings tent cannot apply yet are refused, never silently dropped.
-    if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
-        return Err(Error::Unsupported(
-            "linux.seccomp: seccomp filters are not supported yet; refusing to run without the requested filter".into(),
-        ));
-    }
-    if process
-        .apparmor_profile()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.apparmorProfile: AppArmor is not supported yet".into(),
-        ));
-    }
-    if process
-        .selinux_label()
-        .as_ref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.selinuxLabel: SELinux labels are not supported yet".into(),
-        ));
-    }
+        .ok_or_else(|| Error::spec("process", "is missing"))?;
+    process::validate(process)?;
     if let Some(hooks) = spec.hooks() {
         let any = [
             hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
@@ -122,25 +103,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         if any.contains(&true) {
             return Err(Error::Unsupported(
                 "hooks: OCI hooks are not supported yet".into(),
-            ));
-        }
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::spec(
-            "process.cwd",
-            format!("{} is not an absolute path", process.cwd().display()),
-        ));
-    }
-    for (i, rl) in process.rlimits().iter().flatten().enumerate() {
-        if rl.soft() > rl.hard() {
-            return Err(Error::spec(
-                format!("process.rlimits[{i}]"),
-                format!(
-                    "{}: soft limit {} exceeds hard limit {}",
-                    rl.typ(),
-                    rl.soft(),
-                    rl.hard()
-                ),
             ));
         }
     }
@@ -224,7 +186,9 @@ mod tests {
             let mut v = base.clone();
             json_merge(&mut v, &patch);
             let spec: Spec = serde_json::from_value(v).expect("spec");
-            let err = validate(&spec).expect_err(needle);
+            let err = validate(&spec)
+                .and_then(|()| Confinement::for_init(&spec).map(|_| ()))
+                .expect_err(needle);
             assert!(err.to_string().contains(needle), "{err}");
             assert_eq!(err.kind(), crate::ErrorKind::Unimplemented);
         };
@@ -292,9 +256,9 @@ mod tests {
     fn empty_args() {
         let mut v = base();
         v["process"]["args"] = serde_json::json!([]);
-        assert_eq!(err_of(&v), "config.json: process.args is empty");
+        assert_eq!(err_of(&v), "process.args: is empty: nothing to run");
         v["process"].as_object_mut().map(|o| o.remove("args"));
-        assert_eq!(err_of(&v), "config.json: process.args is empty");
+        assert_eq!(err_of(&v), "process.args: is empty: nothing to run");
     }
 
     #[test]

@@ -2,16 +2,26 @@
 //! `SOCK_SEQPACKET` socketpair: one JSON message per packet, fds via `SCM_RIGHTS`.
 //! A failing init step arrives as [`Message::Error`] with its cause; EOF after
 //! `Start` means the CLOEXEC socket was closed by a successful `execve`.
+//!
+//! A packet is bounded by the socket buffer (~200 KiB), a valid spec is not
+//! (MiBs of env or annotations, thousands of mounts): a message larger than
+//! [`INLINE_MAX`] travels as a sealed memfd instead ([`Message::Sealed`]),
+//! transparently to both ends, so a config's size is bounded only by what
+//! containerd accepts.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
 
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::confine::Confinement;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Everything stage 1 needs. Stage 1 enters the cgroup itself (`cgroup_join`).
@@ -29,6 +39,8 @@ pub struct InitConfig {
     pub cgroup_v2: bool,
     /// How stage 1 puts itself (v1) or stage 2 (v2) into the container's cgroup.
     pub cgroup_join: crate::cgroups::Join,
+    /// How the workload is confined.
+    pub confinement: Confinement,
 }
 
 /// Everything an exec's stage 1 needs. Attached fds: stdin, then one fd per
@@ -41,6 +53,8 @@ pub struct ExecConfig {
     pub namespaces: Vec<String>,
     /// How the exec enters the container's cgroup (as for the init).
     pub cgroup_join: crate::cgroups::Join,
+    /// The exec's confinement, derived from the container's.
+    pub confinement: Confinement,
 }
 
 /// A message on the sync channel.
@@ -64,6 +78,53 @@ pub enum Message {
         cause: String,
         kind: ErrorKind,
     },
+    /// A message of `len` bytes too large for one packet: its JSON is in the
+    /// sealed memfd attached last.
+    Sealed { len: usize },
+}
+
+/// Messages up to this size go inline; larger ones as a sealed memfd.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// Seals that make a memfd's content immutable for the receiver.
+fn content_seals() -> SealFlag {
+    SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE
+}
+
+/// Writes `buf` into a new memfd and seals it.
+fn seal_into_memfd(buf: &[u8]) -> Result<OwnedFd> {
+    let fd = memfd_create(
+        "tent-sync",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| Error::sys("memfd_create for a large sync message", e))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(buf)
+        .map_err(|e| Error::Protocol(format!("write a large message into its memfd: {e}")))?;
+    let fd = OwnedFd::from(file);
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(content_seals() | SealFlag::F_SEAL_SEAL),
+    )
+    .map_err(|e| Error::sys("seal the memfd of a large sync message", e))?;
+    Ok(fd)
+}
+
+/// Reads a [`Message::Sealed`] body, checking that nobody can still change it.
+fn read_sealed(fd: &OwnedFd, len: usize) -> Result<Vec<u8>> {
+    let seals = fcntl(fd, FcntlArg::F_GET_SEALS)
+        .map_err(|e| Error::sys("get the seals of a large sync message", e))?;
+    if !SealFlag::from_bits_truncate(seals).contains(content_seals()) {
+        return Err(Error::Protocol("large message memfd is not sealed".into()));
+    }
+    let file = std::fs::File::from(
+        fd.try_clone()
+            .map_err(|e| Error::Protocol(format!("dup a large message memfd: {e}")))?,
+    );
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::Protocol(format!("read a large message of {len} bytes: {e}")))?;
+    Ok(buf)
 }
 
 /// One end of the sync channel.
@@ -91,10 +152,28 @@ impl Channel {
         Channel { fd }
     }
 
-    /// Sends `msg` with `fds` attached.
+    /// Sends `msg` with `fds` attached (as a sealed memfd when it is large).
     pub fn send(&self, msg: &Message, fds: &[RawFd]) -> Result<()> {
         let buf = serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode: {e}")))?;
-        let iov = [IoSlice::new(&buf)];
+        if buf.len() <= INLINE_MAX {
+            return self.send_packet(&buf, fds);
+        }
+        let memfd = seal_into_memfd(&buf)?;
+        let header = serde_json::to_vec(&Message::Sealed { len: buf.len() })
+            .map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+        let mut all: Vec<RawFd> = fds.to_vec();
+        all.push(memfd.as_raw_fd());
+        self.send_packet(&header, &all)
+    }
+
+    fn send_packet(&self, buf: &[u8], fds: &[RawFd]) -> Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(Error::Protocol(format!(
+                "{} fds in one message (at most {MAX_FDS})",
+                fds.len()
+            )));
+        }
+        let iov = [IoSlice::new(buf)];
         let cmsg = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
         loop {
@@ -161,13 +240,59 @@ impl Channel {
         }
         let msg = serde_json::from_slice(&buf[..bytes])
             .map_err(|e| Error::Protocol(format!("decode: {e}")))?;
-        Ok(Some((msg, fds)))
+        let Message::Sealed { len } = msg else {
+            return Ok(Some((msg, fds)));
+        };
+        let mut fds = fds;
+        let memfd = fds
+            .pop()
+            .ok_or_else(|| Error::Protocol("large message came without its memfd".into()))?;
+        let body = read_sealed(&memfd, len)?;
+        match serde_json::from_slice(&body) {
+            Ok(Message::Sealed { .. }) => Err(Error::Protocol("nested large message".into())),
+            Ok(msg) => Ok(Some((msg, fds))),
+            Err(e) => Err(Error::Protocol(format!("decode: {e}"))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_message_goes_through_a_sealed_memfd() -> Result<()> {
+        let (a, b) = Channel::pair()?;
+        let b = Channel::from_fd(b);
+        let (_x, y) = Channel::pair()?;
+        let cause = "x".repeat(4 << 20);
+        let msg = Message::Error {
+            step: "big".into(),
+            cause: cause.clone(),
+            kind: ErrorKind::Internal,
+        };
+        a.send(&msg, &[y.as_raw_fd()])?;
+        match b.recv()? {
+            Some((Message::Error { cause: got, .. }, fds)) => {
+                assert_eq!(got.len(), cause.len());
+                assert_eq!(fds.len(), 1, "the caller's fds arrive, the memfd does not");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unsealed_memfd_is_refused() -> Result<()> {
+        let fd = memfd_create("t", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+            .map_err(|e| Error::sys("memfd", e))?;
+        let e = read_sealed(&fd, 0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not sealed"), "{e}");
+        Ok(())
+    }
 
     #[test]
     fn roundtrip_with_fd() -> Result<()> {

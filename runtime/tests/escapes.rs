@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{default_spec, is_root, Bundle};
+use common::{default_spec, Bundle, TestFn};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
@@ -835,8 +835,6 @@ fn cve_2026_41579(exe: &InitExe) {
 
 // ---------------------------------------------------------------- main
 
-type TestFn = fn(&InitExe);
-
 fn main() {
     if tent_runtime::is_init_invocation() {
         tent_runtime::init_main();
@@ -847,12 +845,6 @@ fn main() {
         std::thread::sleep(Duration::from_millis(800));
         return;
     }
-    if !is_root() {
-        eprintln!("escape tests skipped: need root");
-        return;
-    }
-    tent_runtime::set_child_subreaper().expect("subreaper");
-    let exe = InitExe::seal_current().expect("seal");
     let tests: &[(&str, TestFn)] = &[
         ("cve_2019_5736", cve_2019_5736),
         ("cve_2024_21626", cve_2024_21626),
@@ -866,23 +858,5 @@ fn main() {
         ("cve_2025_52881", cve_2025_52881),
         ("cve_2026_41579", cve_2026_41579),
     ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let mut failed = Vec::new();
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        eprintln!("test {name} ...");
-        match std::panic::catch_unwind(|| f(&exe)) {
-            Ok(()) => eprintln!("test {name} ... ok"),
-            Err(_) => {
-                eprintln!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    if !failed.is_empty() {
-        eprintln!("failed: {failed:?}");
-        std::process::exit(101);
-    }
+    common::run_suite("escape", tests);
 }

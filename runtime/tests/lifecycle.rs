@@ -7,7 +7,7 @@ mod common;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use common::{default_spec, is_root, Bundle};
+use common::{default_spec, Bundle, TestFn};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -163,22 +163,33 @@ fn rootfs_mounts(exe: &InitExe) {
     }
 }
 
-fn start_failure_is_reported(exe: &InitExe) {
+/// A step of process setup that fails (here lowering oom_score_adj, which
+/// this kind of host refuses) is a create error, not a start error, as runc.
+fn setup_failure_is_a_create_error(exe: &InitExe) {
     let b = Bundle::new("oom");
     let mut spec = default_spec(&["true"]);
     spec["process"]["oomScoreAdj"] = json!(-998);
     b.write_config(&spec);
-    let mut c = create(&b, exe, &[], None);
-    match c.start() {
+    let created = Container::create(CreateRequest {
+        id: &b.id,
+        bundle: &b.dir,
+        rootfs_mounts: &[],
+        stdio: Stdio::default(),
+        init_exe: exe,
+    });
+    match created {
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains("oom_score_adj"), "{msg}");
             assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{msg}");
         }
-        Ok(()) => eprintln!("  (this host allows lowering oom_score_adj)"),
+        Ok(mut c) => {
+            eprintln!("  (this host allows lowering oom_score_adj)");
+            c.start().expect("start");
+            wait_for(c.pid());
+            c.destroy().expect("destroy");
+        }
     }
-    wait_for(c.pid());
-    c.destroy().expect("destroy");
     b.assert_clean();
 }
 
@@ -201,35 +212,21 @@ fn unsupported_user_namespace(exe: &InitExe) {
     b.assert_clean();
 }
 
-/// One lifecycle test.
-type TestFn = fn(&InitExe);
-
 fn main() {
     if tent_runtime::is_init_invocation() {
         tent_runtime::init_main();
     }
-    if !is_root() {
-        eprintln!("lifecycle tests skipped: need root");
-        return;
-    }
-    tent_runtime::set_child_subreaper().expect("subreaper");
-    let exe = InitExe::seal_current().expect("seal");
     let tests: &[(&str, TestFn)] = &[
         ("kill_init_and_all", kill_init_and_all),
         ("kill_one", kill_one),
         ("destroy_before_start", destroy_before_start),
         ("cleanup_after_crash", cleanup_after_crash),
         ("rootfs_mounts", rootfs_mounts),
-        ("start_failure_is_reported", start_failure_is_reported),
+        (
+            "setup_failure_is_a_create_error",
+            setup_failure_is_a_create_error,
+        ),
         ("unsupported_user_namespace", unsupported_user_namespace),
     ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        eprintln!("test {name} ...");
-        f(&exe);
-        eprintln!("test {name} ... ok");
-    }
+    common::run_suite("lifecycle", tests);
 }

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{default_spec, is_root, Bundle};
+use common::{default_spec, Bundle, TestFn};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Process};
@@ -257,7 +257,7 @@ fn exec_errors_leave_container_running(exe: &InitExe) {
         (
             process(&["true"], |p| p["args"] = json!([])),
             ErrorKind::InvalidArgument,
-            "process.args: is empty",
+            "process.args: is empty: nothing to run",
         ),
         (
             process(&["true"], |p| {
@@ -597,18 +597,57 @@ fn terminal_init(exe: &InitExe) {
     b.assert_clean();
 }
 
-type TestFn = fn(&InitExe);
+/// A 4 MiB spec (1 MiB of env in 1,024 variables, ~3 MiB of annotations,
+/// 1,000 mounts) reaches the init, and an exec with 1 MiB of env reaches its
+/// process: the config travels as a sealed memfd, not one socket packet.
+fn large_spec_and_exec(exe: &InitExe) {
+    let b = Bundle::new("large");
+    let env_vars = |tag: &str| -> Vec<Value> {
+        (0..1024)
+            .map(|i| Value::from(format!("{tag}{i:04}={}", "e".repeat(1010))))
+            .collect()
+    };
+    let c = running(&b, exe, SLEEP, |spec| {
+        if let Some(env) = spec["process"]["env"].as_array_mut() {
+            env.extend(env_vars("BIG"));
+        }
+        let annotations: serde_json::Map<String, Value> = (0..3000)
+            .map(|i| (format!("tent.test/a{i}"), Value::from("a".repeat(1000))))
+            .collect();
+        spec["annotations"] = Value::Object(annotations);
+        if let Some(mounts) = spec["mounts"].as_array_mut() {
+            for i in 0..1000 {
+                mounts.push(serde_json::json!({
+                    "destination": format!("/tmp/m/{i}"), "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev", "size=4k"]
+                }));
+            }
+        }
+    });
+    let size = std::fs::metadata(b.dir.join("config.json")).map_or(0, |m| m.len());
+    assert!(size >= 4 << 20, "the spec is only {size} bytes");
+    let environ = std::fs::read(format!("/proc/{}/environ", c.pid())).expect("environ");
+    let vars = environ
+        .split(|c| *c == 0)
+        .filter(|v| v.starts_with(b"BIG"))
+        .count();
+    assert_eq!(vars, 1024, "the init's environment lost variables");
+    let (out, code) = sh(&c, "ls /tmp/m | wc -l");
+    assert_eq!((out.trim(), code), ("1000", 0));
+    let p = process(&["sh", "-c", "env | grep -c '^XBIG'"], |p| {
+        if let Some(env) = p["env"].as_array_mut() {
+            env.extend(env_vars("XBIG"));
+        }
+    });
+    let (out, code) = exec_output(&c, &p).expect("exec with 1 MiB of env");
+    assert_eq!((out.trim(), code), ("1024", 0));
+    finish(c, &b);
+}
 
 fn main() {
     if tent_runtime::is_init_invocation() {
         tent_runtime::init_main();
     }
-    if !is_root() {
-        eprintln!("ops tests skipped: need root");
-        return;
-    }
-    tent_runtime::set_child_subreaper().expect("subreaper");
-    let exe = InitExe::seal_current().expect("seal");
     let tests: &[(&str, TestFn)] = &[
         ("exec_output_and_exit_code", exec_output_and_exit_code),
         ("exec_user_env_cwd", exec_user_env_cwd),
@@ -628,14 +667,7 @@ fn main() {
         ("oom_kill_is_reported", oom_kill_is_reported),
         ("terminal_exec", terminal_exec),
         ("terminal_init", terminal_init),
+        ("large_spec_and_exec", large_spec_and_exec),
     ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        eprintln!("test {name} ...");
-        f(&exe);
-        eprintln!("test {name} ... ok");
-    }
+    common::run_suite("ops", tests);
 }

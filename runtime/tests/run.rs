@@ -201,7 +201,7 @@ fn bad_inputs_fail_cleanly() {
     expect_failure(
         "noargs",
         with_spec(|s| s["process"]["args"] = json!([])),
-        "config.json: process.args is empty",
+        "process.args: is empty: nothing to run",
     );
     expect_failure(
         "badns",

@@ -1,5 +1,7 @@
-//! Shared helpers for the root-level tests: a busybox bundle with a runc-like
-//! default spec, and checks that nothing was left behind.
+//! Shared harness of the root-level tests: a busybox bundle with a runc-like
+//! default spec, checks that nothing was left behind, and the `main` of the
+//! suites whose test binary is also the container init (`harness = false`),
+//! which prints libtest's summary line so `hack/test.sh` counts their tests.
 
 #![allow(dead_code)]
 
@@ -149,4 +151,59 @@ pub fn default_spec(args: &[&str]) -> Value {
             ]
         }
     })
+}
+
+/// One test of an own-harness suite.
+pub type TestFn = fn(&tent_runtime::InitExe);
+
+/// Runs `tests` (filtered by the first argument, as libtest does), each
+/// isolated by `catch_unwind`, and ends with libtest's `test result:` line;
+/// exits non-zero when one failed. Call after the init-invocation check.
+pub fn run_suite(suite: &str, tests: &[(&str, TestFn)]) {
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let selected: Vec<&(&str, TestFn)> = tests
+        .iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    let filtered = tests.len() - selected.len();
+    if !is_root() {
+        eprintln!("{suite} tests skipped: need root");
+        println!(
+            "test result: ok. 0 passed; 0 failed; {} ignored; 0 measured; {filtered} filtered out",
+            selected.len()
+        );
+        return;
+    }
+    tent_runtime::set_child_subreaper().expect("subreaper");
+    let exe = tent_runtime::InitExe::seal_current().expect("seal");
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    println!("\nrunning {} tests ({suite})", selected.len());
+    for (name, f) in &selected {
+        {
+            use std::io::Write;
+            print!("test {name} ... ");
+            let _ = std::io::stdout().flush();
+        }
+        match std::panic::catch_unwind(|| f(&exe)) {
+            Ok(()) => println!("ok"),
+            Err(_) => {
+                println!("FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    let passed = selected.len() - failed.len();
+    let status = if failed.is_empty() { "ok" } else { "FAILED" };
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!(
+        "\ntest result: {status}. {passed} passed; {} failed; 0 ignored; 0 measured; {filtered} filtered out; finished in {:.2}s\n",
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(101);
+    }
 }

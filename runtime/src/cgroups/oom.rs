@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
-use crate::cgroups::{read_file, write_file, CgroupManager};
+use super::{read_file, write_file, CgroupManager};
 use crate::error::{Error, Result};
 
 /// A pollable fd that becomes readable when the container's cgroup had an OOM

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::cgroups::{read_file, CgroupManager};
+use super::{read_file, CgroupManager};
 use crate::error::Result;
 
 /// Memory usage. Unlimited limits are `u64::MAX`. Fields that one cgroup

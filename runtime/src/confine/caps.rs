@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use oci_spec::runtime::{Capability, LinuxCapabilities};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -73,9 +74,27 @@ pub fn mask(set: &Option<HashSet<Capability>>) -> u64 {
         .fold(0u64, |m, n| m | (1u64 << n))
 }
 
-/// No capabilities in any set: what a spec without `process.capabilities` gets.
-pub fn none() -> LinuxCapabilities {
-    serde_json::from_str("{}").unwrap_or_default()
+/// The five capability sets of a process as bit masks (what the child applies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+impl CapSets {
+    /// The sets `process.capabilities` lists; a missing set is empty.
+    pub fn from_oci(caps: &LinuxCapabilities) -> CapSets {
+        CapSets {
+            bounding: mask(caps.bounding()),
+            effective: mask(caps.effective()),
+            permitted: mask(caps.permitted()),
+            inheritable: mask(caps.inheritable()),
+            ambient: mask(caps.ambient()),
+        }
+    }
 }
 
 /// The highest capability this kernel knows.
@@ -88,8 +107,8 @@ fn last_cap() -> u32 {
 
 /// Drops every capability not in `bounding` from the bounding set. Needs
 /// CAP_SETPCAP in the effective set, so it runs before switching user.
-pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<()> {
-    let keep = mask(caps.bounding());
+pub fn drop_bounding(caps: &CapSets) -> Result<()> {
+    let keep = caps.bounding;
     for cap in 0..=last_cap() {
         if keep & (1u64 << cap) == 0 {
             // SAFETY: plain prctl with integer arguments.
@@ -125,12 +144,8 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Sets effective, permitted, inheritable and ambient exactly as listed.
-pub fn apply_sets(caps: &LinuxCapabilities) -> Result<()> {
-    let (e, p, i) = (
-        mask(caps.effective()),
-        mask(caps.permitted()),
-        mask(caps.inheritable()),
-    );
+pub fn apply_sets(caps: &CapSets) -> Result<()> {
+    let (e, p, i) = (caps.effective, caps.permitted, caps.inheritable);
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -162,7 +177,7 @@ pub fn apply_sets(caps: &LinuxCapabilities) -> Result<()> {
             0,
         )
     };
-    let ambient = mask(caps.ambient());
+    let ambient = caps.ambient;
     for cap in 0..64u32 {
         if ambient & (1u64 << cap) != 0 {
             // SAFETY: plain prctl with integer arguments.

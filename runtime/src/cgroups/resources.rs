@@ -1,24 +1,26 @@
-//! `update`: new memory, cpu and pids limits for a running container. Every
-//! value is validated first (an error names the field), turned into a plan of
-//! cgroup file writes, and the plan is applied with the old values saved, so a
-//! write the kernel refuses rolls back the ones before it: nothing changes on
-//! error. Zero means "leave unchanged" (as runc); `-1` means unlimited.
-//! Other resource fields (devices, hugepages, block I/O, network, unified) are
-//! ignored: containerd sends the container's full resources on every update.
+//! `linux.resources` → one plan of cgroup file writes, used both at create and
+//! by Update, so a value is validated (an error names the field) and converted
+//! (cpu shares → v2 weight, OCI memory+swap → v2 swap alone) in one place.
+//! [`update`] applies a plan with the old values saved, so a write the kernel
+//! refuses rolls back the ones before it: nothing changes on error. Zero means
+//! "leave unchanged" (as runc); `-1` means unlimited. Devices have their own
+//! module ([`super::devices`]); hugepages, block I/O, network and unified are
+//! not applied (containerd sends the container's full resources on every update).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
 
-use crate::cgroups::{read_file, write_file, CgroupManager};
+use super::{read_file, write_file, CgroupManager};
 use crate::error::{Error, Result};
 
 /// One cgroup file write.
+/// One cgroup file write of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Write {
-    path: PathBuf,
-    value: String,
+pub struct Write {
+    pub path: PathBuf,
+    pub value: String,
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> Error {
@@ -88,7 +90,13 @@ fn v2_max(v: i64) -> String {
 
 /// Validates `r` and turns it into ordered writes. Reads (never writes) the
 /// cgroup where the order or a combined value depends on the current state.
-fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
+/// v2 `cpu.weight` (1..=10000) for v1 `cpu.shares` (2..=262144), as runc converts.
+pub fn cpu_weight(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// Validates `r` and turns it into the writes that apply it to `cg`, in order.
+pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
     let mut w: Vec<Write> = Vec::new();
     let v2 = cg.v2();
     if let Some(mem) = r.memory() {
@@ -213,7 +221,7 @@ fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
                 if let Some(s) = shares {
                     w.push(Write {
                         path: dir.join("cpu.weight"),
-                        value: (1 + ((s - 2) * 9999) / 262142).to_string(),
+                        value: cpu_weight(s).to_string(),
                     });
                 }
                 if quota.is_some() || period.is_some() {
@@ -277,7 +285,8 @@ fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
 }
 
 /// Applies `r` to the cgroup, all or nothing.
-pub(crate) fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
+/// Applies `r` to a live cgroup, all or nothing.
+pub fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
     let writes = plan(cg, r)?;
     let mut old: Vec<Write> = Vec::new();
     for wr in &writes {
@@ -320,6 +329,15 @@ mod tests {
             e.starts_with("resources.cpu.cpus: \"0,4096\": 4096 is not online"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn weight_from_shares() {
+        assert_eq!(cpu_weight(2), 1);
+        assert_eq!(cpu_weight(1024), 39);
+        assert_eq!(cpu_weight(512), 20);
+        assert_eq!(cpu_weight(262_144), 10_000);
+        assert_eq!(cpu_weight(1), 1);
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! Confinement: everything that limits what a container process may do once
+//! it runs — who it is (uid, gid, groups), its capability sets and
+//! no_new_privileges; seccomp, AppArmor and SELinux are refused until tent can
+//! apply them (a security setting is never silently dropped).
+//!
+//! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
+//! kept with the container, derived for each exec ([`Confinement::for_exec`]:
+//! the exec's process overrides what it sets, the rest is the container's, as
+//! runc does), and applied at one point in the child for both
+//! ([`Confinement::apply`]). A new mechanism (seccomp) is one module here plus
+//! one call in `apply`.
+
+pub mod caps;
+
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use caps::CapSets;
+
+/// How a container process is confined.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    pub capabilities: CapSets,
+    pub no_new_privileges: bool,
+}
+
+/// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+impl Identity {
+    /// `process.user` (a `username` must be resolved into uid/gid before).
+    pub fn of(process: &Process) -> Identity {
+        let u = process.user();
+        Identity {
+            uid: u.uid(),
+            gid: u.gid(),
+            additional_gids: u.additional_gids().clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Refuses the confinement settings of `process` that tent cannot apply yet.
+fn refuse_unsupported(process: &Process) -> Result<()> {
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "process.apparmorProfile: AppArmor profiles are not supported by tent yet; refusing to run unconfined".into(),
+        ));
+    }
+    if process
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "process.selinuxLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Confinement {
+    /// The container's confinement, from its spec; refuses what tent cannot apply.
+    pub fn for_init(spec: &Spec) -> Result<Confinement> {
+        if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+            return Err(Error::Unsupported(
+                "linux.seccomp: seccomp filters are not supported by tent yet; refusing to run without the requested filter".into(),
+            ));
+        }
+        if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref())
+            .is_some_and(|l| !l.is_empty())
+        {
+            return Err(Error::Unsupported(
+                "linux.mountLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
+            ));
+        }
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::spec("process", "is missing"))?;
+        refuse_unsupported(process)?;
+        Ok(Confinement {
+            capabilities: process
+                .capabilities()
+                .as_ref()
+                .map(CapSets::from_oci)
+                .unwrap_or_default(),
+            no_new_privileges: process.no_new_privileges() == Some(true),
+        })
+    }
+
+    /// An exec's confinement: what its process spec sets, else the container's
+    /// (as runc: capabilities and no_new_privileges fall back to the
+    /// container's; seccomp, once supported, is always the container's).
+    pub fn for_exec(&self, process: &Process) -> Result<Confinement> {
+        refuse_unsupported(process)?;
+        Ok(Confinement {
+            capabilities: process
+                .capabilities()
+                .as_ref()
+                .map_or(self.capabilities, CapSets::from_oci),
+            no_new_privileges: process
+                .no_new_privileges()
+                .unwrap_or(self.no_new_privileges),
+        })
+    }
+
+    /// Confines the calling (single-threaded) process: bounding set (needs
+    /// CAP_SETPCAP, so before the user switch), identity, the other capability
+    /// sets, no_new_privileges. The workload's `execve` follows.
+    pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
+        caps::drop_bounding(&self.capabilities).map_err(|e| ("capabilities (bounding set)", e))?;
+        switch_user(who).map_err(|e| ("user", e))?;
+        caps::apply_sets(&self.capabilities).map_err(|e| ("capabilities", e))?;
+        if self.no_new_privileges {
+            prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl PR_SET_NO_NEW_PRIVS")
+                .map_err(|e| ("no_new_privileges", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn prctl(option: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(option, arg, 0, 0, 0) } != 0 {
+        return Err(Error::sys(what.to_string(), nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+/// setgroups, then gid and uid (all three ids each), keeping the capability
+/// sets across the uid change so [`caps::apply_sets`] can set them exactly.
+fn switch_user(who: &Identity) -> Result<()> {
+    let groups: Vec<Gid> = who
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| Error::sys("setgroups", e))?;
+    prctl(libc::PR_SET_KEEPCAPS, 1, "prctl PR_SET_KEEPCAPS")?;
+    let gid = Gid::from_raw(who.gid);
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| Error::sys(format!("setgid {}", who.gid), e))?;
+    let uid = Uid::from_raw(who.uid);
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| Error::sys(format!("setuid {}", who.uid), e))?;
+    prctl(libc::PR_SET_KEEPCAPS, 0, "prctl PR_SET_KEEPCAPS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> Spec {
+        let mut base = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "noNewPrivileges": true,
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]}},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "mount"}]}
+        });
+        if let (Some(b), Some(p)) = (base.as_object_mut(), v.as_object()) {
+            for (k, v) in p {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).unwrap_or_default()
+    }
+
+    #[test]
+    fn init_from_spec() -> Result<()> {
+        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        assert!(c.no_new_privileges);
+        assert_eq!(c.capabilities.bounding, 1 << 5);
+        assert_eq!(c.capabilities.permitted, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn exec_inherits_what_its_process_leaves_out() -> Result<()> {
+        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        let bare: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+        ))
+        .unwrap_or_default();
+        assert_eq!(c.for_exec(&bare)?, c);
+        let own: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+             "noNewPrivileges": false, "capabilities": {"bounding": ["CAP_CHOWN"]}}
+        ))
+        .unwrap_or_default();
+        let e = c.for_exec(&own)?;
+        assert!(!e.no_new_privileges);
+        assert_eq!(e.capabilities.bounding, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused() {
+        for (patch, field) in [
+            (
+                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
+                "linux.seccomp",
+            ),
+            (
+                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "mountLabel": "system_u:object_r:container_file_t:s0"}}),
+                "linux.mountLabel",
+            ),
+            (
+                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
+                "process.apparmorProfile",
+            ),
+            (
+                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "selinuxLabel": "x"}}),
+                "process.selinuxLabel",
+            ),
+        ] {
+            let err = Confinement::for_init(&spec(patch))
+                .map(|_| ())
+                .map_err(|e| (e.kind(), e.to_string()));
+            match err {
+                Err((kind, msg)) => {
+                    assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
+                    assert!(msg.starts_with(field), "{msg}");
+                }
+                Ok(()) => panic!("{field} accepted"),
+            }
+        }
+    }
+}
