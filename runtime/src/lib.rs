@@ -35,6 +35,7 @@ mod pidfd;
 mod process;
 mod spec;
 mod sync;
+mod sysctl;
 // The container's side of the fork (and what only it uses).
 mod child;
 mod rootfs;

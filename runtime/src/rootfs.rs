@@ -18,7 +18,7 @@ use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 
 use crate::error::{Error, Result};
 use crate::mounts::{parse_options, propagation};
-use crate::pathsafe::{ensure_target, fd_path, mkdir_all, open_in_root, open_proc, relative};
+use crate::pathsafe::{ensure_target, fd_path, mkdir_all, open_in_root, relative};
 use crate::sync::InitConfig;
 
 const NONE: Option<&str> = None;
@@ -388,30 +388,6 @@ pub fn pivot(root: &OwnedFd) -> Result<()> {
     )?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
-}
-
-/// Writes `linux.sysctl` through a verified procfs handle (CVE-2025-52881).
-pub fn write_sysctls(spec: &Spec) -> Result<()> {
-    use std::io::Write;
-    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
-        return Ok(());
-    };
-    for (key, value) in sysctls {
-        if key.contains("..") || key.contains('/') && key.contains('.') {
-            return Err(Error::spec("linux.sysctl", format!("invalid key {key:?}")));
-        }
-        let rel = format!("sys/{}", key.replace('.', "/"));
-        let path = format!("/proc/{rel}");
-        let fd = open_proc(&rel, OFlag::O_WRONLY).map_err(|e| match e {
-            Error::Sys { step, source } => Error::sys(format!("linux.sysctl: {step}"), source),
-            Error::InvalidSpec { reason, .. } => Error::spec("linux.sysctl", reason),
-            other => other,
-        })?;
-        std::fs::File::from(fd)
-            .write_all(value.as_bytes())
-            .map_err(|e| Error::io("linux.sysctl: write", &path, e))?;
-    }
-    Ok(())
 }
 
 /// Opens an existing path inside the (pivoted) root without following a final

@@ -152,6 +152,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         if let Some(cg) = linux.cgroups_path() {
             crate::cgroups::CgroupPath::parse(&cg.to_string_lossy(), "x")?;
         }
+        crate::sysctl::validate(spec)?;
     }
     Ok(())
 }
