@@ -4,7 +4,7 @@
 #   hack/test.sh
 #
 # 1. Debian deps and containerd 1.6 / 1.7 / 2.1     (bash hack/install-deps.sh, bash hack/install-containerd.sh)
-# 2. cargo fmt --check, cargo clippy --all-targets -D warnings
+# 2. cargo fmt --check, cargo clippy --all-targets -D warnings; hack/bench/test_report.py
 # 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
 # 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
@@ -90,6 +90,7 @@ if [[ "${TENT_TEST_SKIP_LINT:-0}" != 1 ]]; then
 else
   record "lint (TENT_TEST_SKIP_LINT=1)" skip 0
 fi
+step "bench report check (hack/bench/test_report.py)" /usr/bin/python3 hack/bench/test_report.py || true
 
 step "cargo build --release" cargo build --release --workspace --exclude tent-shim || { summary; exit 1; }
 step "build the shim (static, hack/build-shim.sh)" bash hack/build-shim.sh || { summary; exit 1; }
