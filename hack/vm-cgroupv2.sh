@@ -37,7 +37,9 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$REPO/.cache/vm"
+# Without symlinks: the result folder is mounted in the guest at the same path, and a symlinked
+# .cache (e.g. a git worktree sharing another checkout's cache) would not resolve there.
+CACHE="$(realpath -m "$REPO/.cache/vm")"
 log() { echo "vm-cgroupv2: $*" >&2; }
 die() { log "ERROR: $*"; exit 125; }
 
