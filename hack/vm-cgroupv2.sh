@@ -19,7 +19,8 @@
 #
 # What it does:
 #   * installs what is missing (qemu-system-x86 from bookworm-backports to match qemu-utils,
-#     linux-image-amd64, busybox-static); the host's kernel and initramfs config are untouched
+#     linux-image-amd64, busybox-static; the README's "What they install system-wide" lists
+#     the side effects); the host's running kernel and initramfs config are untouched
 #   * builds .cache/vm/initramfs-<kver>.cpio.gz (busybox + 9p/virtio/overlay modules + the
 #     /init in hack/vm/initramfs-init.sh), rebuilt only when its inputs change, and extracts
 #     .cache/vm/vmlinux-<kver> from the bzImage (PVH boot skips ~6 s of xz under TCG)
@@ -129,7 +130,8 @@ ensure_kernel() {
   KVER="$(pick_kernel)"
   if [[ -z "$KVER" ]]; then
     apt_update
-    # Installs to /boot and /lib/modules only; the host keeps booting its own kernel.
+    # Installs to /boot and /lib/modules (plus initramfs-tools, udev, ... as dependencies); the
+    # host keeps running its own kernel, but a GRUB host's boot menu gets the new one.
     log "installing linux-image-amd64 (guest kernel)"
     DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" linux-image-amd64 >&2
     KVER="$(pick_kernel)"
