@@ -215,7 +215,8 @@ c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 c["root"]["readonly"] = True
 # `runc spec` lists ambient caps without inheritable ones; runc ignores the failing raise, tent
-# refuses it. CRI never sets ambient caps (DESIGN §2), so the floor bundle has none.
+# refuses it. containerd's CRI never sets ambient caps (its default set, 14 capabilities, is
+# bounding/permitted/effective only), so the floor bundle has none.
 c["process"]["capabilities"].pop("ambient", None)
 json.dump(c, open(p, "w"), indent=1)
 PYEOF
