@@ -58,6 +58,8 @@ DISABLED='"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zf
   "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri",
   "io.containerd.monitor.container.v1.restart", "io.containerd.grpc.v1.grpc-sandbox"'
 
+# restrict_oom_score_adj: the project's machines refuse a negative oom_score_adj even to root,
+# which CRI asks for pod sandboxes (docs/HOST.md).
 write_config() { # <ver> <dir>
   local ver="$1" d="$2" lvl="${TENT_CONTAINERD_LOG_LEVEL:-info}"
   local common="root = \"$d/root\"
