@@ -22,7 +22,8 @@
 #   TENT_*, RUST_*, CONTAINERD_* of the caller are passed into the VM; TENT_CGROUP_V2=1 is set
 #   there. A TENT_IT_ROOT directory is created inside the VM (on tmpfs).
 # Every binary runs, in the given order, even after a failure; libtest's own output (with its
-# "test result:" lines) is printed. Exit status: 0 if every binary passed, 1 if any failed,
+# "test result:" lines) is printed as the tests run, with a heartbeat on stderr while they are
+# quiet (TENT_VM_HEARTBEAT seconds, default 30; see hack/vm-cgroupv2.sh). Exit status: 0 if every binary passed, 1 if any failed,
 # 124 if the VM timed out, 125 if the VM failed.
 set -euo pipefail
 
