@@ -19,7 +19,7 @@
 #
 # What it does:
 #   * installs what is missing (qemu-system-x86 from bookworm-backports to match qemu-utils,
-#     linux-image-amd64, busybox-static; the README's "What they install system-wide" lists
+#     linux-image-amd64, busybox-static, apparmor; the README's "What they install system-wide" lists
 #     the side effects); the host's running kernel and initramfs config are untouched
 #   * builds .cache/vm/initramfs-<kver>.cpio.gz (busybox + 9p/virtio/overlay modules + the
 #     /init in hack/vm/initramfs-init.sh), rebuilt only when its inputs change, and extracts
@@ -139,6 +139,14 @@ ensure_kernel() {
   [[ -n "$KVER" ]] || die "no /boot/vmlinuz-*-amd64 with /lib/modules/<kver>/modules.dep"
 }
 
+# apparmor_parser loads the test profiles the guest's AppArmor (on in Debian's kernel) enforces.
+ensure_apparmor() {
+  if command -v apparmor_parser >/dev/null; then return 0; fi
+  apt_update
+  log "installing apparmor (apparmor_parser, for the AppArmor confinement tests in the guest)"
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" apparmor >&2
+}
+
 ensure_busybox() {
   if [[ -x /bin/busybox ]]; then return 0; fi
   apt_update
@@ -250,6 +258,7 @@ extract_vmlinux() {
 ensure_qemu
 ensure_kernel
 ensure_busybox
+ensure_apparmor
 command -v cpio >/dev/null || { apt_update; DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" cpio >&2; }
 mkdir -p "$CACHE/runs"
 # Failed or kept runs are left for inspection; forget them after a day.

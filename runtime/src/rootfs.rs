@@ -90,9 +90,13 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
     )
     .map_err(|e| Error::sys(format!("open rootfs {}", cfg.rootfs), e))?;
 
+    // Checked at create: set only where SELinux is enabled.
+    let mount_label = linux
+        .and_then(|l| l.mount_label().as_deref())
+        .filter(|l| !l.is_empty());
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_one(&root, cfg, m).map_err(|e| match e {
+        mount_one(&root, cfg, m, mount_label).map_err(|e| match e {
             Error::Sys { step, source } => Error::sys(
                 format!("mounts[{i}] ({}): {step}", m.destination().display()),
                 source,
@@ -129,10 +133,21 @@ fn refuse_symlink(what: String) -> impl FnOnce(Error) -> Error {
     }
 }
 
-fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
+/// File systems that take no SELinux `context=` option from `linux.mountLabel`.
+const UNLABELLED: &[&str] = &["proc", "sysfs", "cgroup", "cgroup2", "mqueue"];
+
+fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount, label: Option<&str>) -> Result<()> {
     let dest = relative(m.destination());
     let typ = m.typ().as_deref().unwrap_or("none");
-    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let mut opts = parse_options(m.options().as_deref().unwrap_or_default());
+    if let Some(label) = label.filter(|_| !opts.is_bind() && !UNLABELLED.contains(&typ)) {
+        let context = format!("context=\"{label}\"");
+        opts.data = if opts.data.is_empty() {
+            context
+        } else {
+            format!("{},{context}", opts.data)
+        };
+    }
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let strict = if must_be_plain(&dest, typ) {
         ResolveFlag::RESOLVE_NO_SYMLINKS

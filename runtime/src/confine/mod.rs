@@ -1,7 +1,8 @@
 //! Confinement: everything that limits what a container process may do once
-//! it runs — who it is (uid, gid, groups), its capability sets and
-//! no_new_privileges; seccomp, AppArmor and SELinux are refused until tent can
-//! apply them (a security setting is never silently dropped).
+//! it runs — who it is (uid, gid, groups), its capability sets,
+//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]);
+//! seccomp is refused until tent can apply it (a security setting is never
+//! silently dropped).
 //!
 //! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
 //! kept with the container, derived for each exec ([`Confinement::for_exec`]:
@@ -11,6 +12,7 @@
 //! one call in `apply`.
 
 pub mod caps;
+pub mod lsm;
 
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
@@ -24,6 +26,7 @@ use caps::CapSets;
 pub struct Confinement {
     pub capabilities: CapSets,
     pub no_new_privileges: bool,
+    pub labels: lsm::Labels,
 }
 
 /// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
@@ -46,29 +49,6 @@ impl Identity {
     }
 }
 
-/// Refuses the confinement settings of `process` that tent cannot apply yet.
-fn refuse_unsupported(process: &Process) -> Result<()> {
-    if process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.apparmorProfile: AppArmor profiles are not supported by tent yet; refusing to run unconfined".into(),
-        ));
-    }
-    if process
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.selinuxLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
-        ));
-    }
-    Ok(())
-}
-
 impl Confinement {
     /// The container's confinement, from its spec; refuses what tent cannot apply.
     pub fn for_init(spec: &Spec) -> Result<Confinement> {
@@ -77,22 +57,19 @@ impl Confinement {
                 "linux.seccomp: seccomp filters are not supported by tent yet; refusing to run without the requested filter".into(),
             ));
         }
-        if spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.mount_label().as_deref())
-            .is_some_and(|l| !l.is_empty())
-        {
-            return Err(Error::Unsupported(
-                "linux.mountLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
-            ));
-        }
+        let host = lsm::Host::this();
+        lsm::mount_label(
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.mount_label().as_deref()),
+            &host,
+        )?;
         let process = spec
             .process()
             .as_ref()
             .ok_or_else(|| Error::spec("process", "is missing"))?;
-        refuse_unsupported(process)?;
         Ok(Confinement {
+            labels: lsm::labels_of(process, &host)?,
             capabilities: process
                 .capabilities()
                 .as_ref()
@@ -106,8 +83,12 @@ impl Confinement {
     /// (as runc: capabilities and no_new_privileges fall back to the
     /// container's; seccomp, once supported, is always the container's).
     pub fn for_exec(&self, process: &Process) -> Result<Confinement> {
-        refuse_unsupported(process)?;
+        let own = lsm::labels_of(process, &lsm::Host::this())?;
         Ok(Confinement {
+            labels: lsm::Labels {
+                apparmor: own.apparmor.or_else(|| self.labels.apparmor.clone()),
+                selinux: own.selinux.or_else(|| self.labels.selinux.clone()),
+            },
             capabilities: process
                 .capabilities()
                 .as_ref()
@@ -118,10 +99,13 @@ impl Confinement {
         })
     }
 
-    /// Confines the calling (single-threaded) process: bounding set (needs
-    /// CAP_SETPCAP, so before the user switch), identity, the other capability
-    /// sets, no_new_privileges. The workload's `execve` follows.
+    /// Confines the calling (single-threaded) process: LSM labels for the
+    /// coming `execve` (while root: a non-dumpable process's `/proc` belongs to
+    /// root), bounding set (needs CAP_SETPCAP, so before the user switch),
+    /// identity, the other capability sets, no_new_privileges. The workload's
+    /// `execve` follows.
     pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
+        self.labels.apply().map_err(|e| ("security labels", e))?;
         caps::drop_bounding(&self.capabilities).map_err(|e| ("capabilities (bounding set)", e))?;
         switch_user(who).map_err(|e| ("user", e))?;
         caps::apply_sets(&self.capabilities).map_err(|e| ("capabilities", e))?;
@@ -211,34 +195,17 @@ mod tests {
 
     #[test]
     fn unsupported_settings_are_refused() {
-        for (patch, field) in [
-            (
-                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
-                "linux.seccomp",
-            ),
-            (
-                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "mountLabel": "system_u:object_r:container_file_t:s0"}}),
-                "linux.mountLabel",
-            ),
-            (
-                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
-                "process.apparmorProfile",
-            ),
-            (
-                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "selinuxLabel": "x"}}),
-                "process.selinuxLabel",
-            ),
-        ] {
-            let err = Confinement::for_init(&spec(patch))
-                .map(|_| ())
-                .map_err(|e| (e.kind(), e.to_string()));
-            match err {
-                Err((kind, msg)) => {
-                    assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
-                    assert!(msg.starts_with(field), "{msg}");
-                }
-                Ok(()) => panic!("{field} accepted"),
+        let err = Confinement::for_init(&spec(serde_json::json!(
+            {"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}
+        )))
+        .map(|_| ())
+        .map_err(|e| (e.kind(), e.to_string()));
+        match err {
+            Err((kind, msg)) => {
+                assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
+                assert!(msg.starts_with("linux.seccomp"), "{msg}");
             }
+            Ok(()) => panic!("linux.seccomp accepted"),
         }
     }
 }
