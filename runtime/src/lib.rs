@@ -33,6 +33,7 @@ mod namespaces;
 mod pathsafe;
 mod pidfd;
 mod process;
+mod profile;
 mod spec;
 mod sync;
 mod sysctl;
@@ -45,6 +46,7 @@ pub use cgroups::oom::OomWatcher;
 pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
+pub use profile::{Allow, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +74,8 @@ pub struct CreateRequest<'a> {
     pub rootfs_mounts: &'a [RootfsMount],
     pub stdio: Stdio,
     pub init_exe: &'a InitExe,
+    /// How far the container may reach (tent's profile; `Profile::default()` is `tent`).
+    pub profile: &'a Profile,
 }
 
 /// What the caller asks for in [`Container::exec`].

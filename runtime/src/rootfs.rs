@@ -83,6 +83,16 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
         NONE,
         || format!("bind rootfs {}", cfg.rootfs),
     )?;
+    if cfg.rootfs_nosuid_nodev {
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | kept_flags(&cfg.rootfs);
+        mnt(NONE, &cfg.rootfs, NONE, flags, NONE, || {
+            format!("remount rootfs {} nosuid,nodev", cfg.rootfs)
+        })?;
+    }
     let root = nix::fcntl::open(
         cfg.rootfs.as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
 use crate::process::{self, rlimit_resource};
+use crate::profile::Profile;
 
 /// A parsed and validated bundle config. `raw` is what the init re-parses, so the
 /// init sees exactly the JSON the caller validated.
@@ -25,11 +26,12 @@ const NAMESPACE_TYPES: &[&str] = &[
 ];
 
 /// Reads and validates `<bundle>/config.json`.
-pub fn load(bundle: &Path) -> Result<LoadedSpec> {
+pub fn load(bundle: &Path, profile: &Profile) -> Result<LoadedSpec> {
     let path = bundle.join("config.json");
     let raw = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
     let spec = parse(&raw)?;
-    let confinement = Confinement::for_init(&spec)?;
+    let hardening = profile.check_spec(&spec)?;
+    let confinement = Confinement::for_init(&spec, hardening)?;
     Ok(LoadedSpec {
         spec,
         raw,
@@ -188,7 +190,7 @@ mod tests {
             json_merge(&mut v, &patch);
             let spec: Spec = serde_json::from_value(v).expect("spec");
             let err = validate(&spec)
-                .and_then(|()| Confinement::for_init(&spec).map(|_| ()))
+                .and_then(|()| Confinement::for_init(&spec, Default::default()).map(|_| ()))
                 .expect_err(needle);
             assert!(err.to_string().contains(needle), "{err}");
             assert_ne!(err.kind(), crate::ErrorKind::Internal, "{err}");

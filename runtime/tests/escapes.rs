@@ -103,6 +103,7 @@ fn create(
             stderr: dup(out),
         },
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
 }
 

@@ -30,6 +30,7 @@ fn running(b: &Bundle, exe: &InitExe, args: &[&str], edit: impl FnOnce(&mut Valu
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
     .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
     c.start().expect("start");
@@ -470,6 +471,7 @@ fn oom_kill_is_reported(exe: &InitExe) {
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
     .expect("create");
     let w = c.oom_watcher().expect("oom watcher");
@@ -591,6 +593,7 @@ fn terminal_init(exe: &InitExe) {
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
     .expect("create terminal init");
     let master = c.take_console().expect("pty master");

@@ -19,6 +19,7 @@ use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::profile::Hardening;
 use caps::CapSets;
 
 /// How a container process is confined.
@@ -27,6 +28,8 @@ pub struct Confinement {
     pub capabilities: CapSets,
     pub no_new_privileges: bool,
     pub labels: lsm::Labels,
+    /// What the profile adds, for the init and every exec.
+    pub hardening: Hardening,
 }
 
 /// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
@@ -51,7 +54,7 @@ impl Identity {
 
 impl Confinement {
     /// The container's confinement, from its spec; refuses what tent cannot apply.
-    pub fn for_init(spec: &Spec) -> Result<Confinement> {
+    pub fn for_init(spec: &Spec, hardening: Hardening) -> Result<Confinement> {
         if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
             return Err(Error::Unsupported(
                 "linux.seccomp: seccomp filters are not supported by tent yet; refusing to run without the requested filter".into(),
@@ -75,7 +78,9 @@ impl Confinement {
                 .as_ref()
                 .map(CapSets::from_oci)
                 .unwrap_or_default(),
-            no_new_privileges: process.no_new_privileges() == Some(true),
+            no_new_privileges: process.no_new_privileges() == Some(true)
+                || hardening.no_new_privileges,
+            hardening,
         })
     }
 
@@ -95,7 +100,9 @@ impl Confinement {
                 .map_or(self.capabilities, CapSets::from_oci),
             no_new_privileges: process
                 .no_new_privileges()
-                .unwrap_or(self.no_new_privileges),
+                .unwrap_or(self.no_new_privileges)
+                || self.hardening.no_new_privileges,
+            hardening: self.hardening,
         })
     }
 
@@ -165,9 +172,38 @@ mod tests {
         serde_json::from_value(base).unwrap_or_default()
     }
 
+    impl Confinement {
+        fn for_init_default(spec: &Spec) -> Result<Confinement> {
+            Confinement::for_init(spec, Hardening::default())
+        }
+    }
+
+    #[test]
+    fn hardening_forces_no_new_privileges() -> Result<()> {
+        let s = spec(
+            serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}}),
+        );
+        let h = Hardening {
+            no_new_privileges: true,
+            rootfs_nosuid_nodev: true,
+        };
+        let c = Confinement::for_init(&s, h)?;
+        assert!(c.no_new_privileges);
+        let off: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": false}
+        ))
+        .unwrap_or_default();
+        assert!(
+            c.for_exec(&off)?.no_new_privileges,
+            "an exec cannot turn it off"
+        );
+        assert!(!Confinement::for_init_default(&s)?.no_new_privileges);
+        Ok(())
+    }
+
     #[test]
     fn init_from_spec() -> Result<()> {
-        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        let c = Confinement::for_init_default(&spec(serde_json::json!({})))?;
         assert!(c.no_new_privileges);
         assert_eq!(c.capabilities.bounding, 1 << 5);
         assert_eq!(c.capabilities.permitted, 0);
@@ -176,7 +212,7 @@ mod tests {
 
     #[test]
     fn exec_inherits_what_its_process_leaves_out() -> Result<()> {
-        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        let c = Confinement::for_init_default(&spec(serde_json::json!({})))?;
         let bare: Process = serde_json::from_value(serde_json::json!(
             {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
         ))
@@ -195,7 +231,7 @@ mod tests {
 
     #[test]
     fn unsupported_settings_are_refused() {
-        let err = Confinement::for_init(&spec(serde_json::json!(
+        let err = Confinement::for_init_default(&spec(serde_json::json!(
             {"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}
         )))
         .map(|_| ())
