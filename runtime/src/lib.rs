@@ -42,6 +42,7 @@ mod child;
 mod rootfs;
 mod tty;
 
+pub use cgroups::devices::{install_v2_filter, v2_filters, Installed};
 pub use cgroups::oom::OomWatcher;
 pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
@@ -169,8 +170,9 @@ impl Container {
         self.handle.cgroup.is_frozen()
     }
 
-    /// New memory/cpu/pids limits; validated first ([`ErrorKind::InvalidArgument`]
-    /// naming the field), all or nothing.
+    /// New memory/cpu/pids limits and, on cgroup v2, device rules (a new device
+    /// program); validated first ([`ErrorKind::InvalidArgument`] naming the
+    /// field), all or nothing.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         cgroups::resources::update(&self.handle.cgroup, resources)
     }

@@ -52,6 +52,7 @@ pub fn parse(raw: &str) -> Result<Spec> {
 
 /// Checks that serde would only report vaguely (enum names) so the error names the field.
 fn precheck_raw(value: &Value) -> Result<()> {
+    crate::cgroups::devices::precheck_raw(value)?;
     if let Some(nss) = value.pointer("/linux/namespaces").and_then(Value::as_array) {
         for (i, ns) in nss.iter().enumerate() {
             let typ = ns.get("type").and_then(Value::as_str).unwrap_or("");
