@@ -181,7 +181,7 @@ impl Shim {
         let open = move || {
             io::open(
                 &paths,
-                io::Owner {
+                crate::logger::Owner {
                     container_id: &id,
                     namespace: &namespace,
                 },
