@@ -54,10 +54,6 @@ pub(crate) fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
     })
 }
 
-fn is_not_found(e: &Error) -> bool {
-    matches!(e, Error::Runtime(r) if r.kind() == tent_runtime::ErrorKind::NotFound)
-}
-
 impl Shim {
     /// Encodes `event` and hands it to the event sink (encoding failures are logged).
     async fn publish<M: containerd_shim_protos::protobuf::Message>(&self, topic: &str, event: M) {
@@ -86,7 +82,7 @@ impl Shim {
         lock(&self.tasks)
             .get(id)
             .cloned()
-            .ok_or_else(|| Error::NotFound(id.to_string()))
+            .ok_or_else(|| Error::ContainerNotFound(id.to_string()))
     }
 
     /// Called by the reaper for every reaped child. The exit is recorded on its own
@@ -207,7 +203,7 @@ impl Shim {
             ));
         }
         if lock(&self.tasks).contains_key(&req.id) {
-            return Err(Error::AlreadyExists(req.id));
+            return Err(Error::ContainerExists(req.id));
         }
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(Error::Unimplemented(
@@ -412,7 +408,10 @@ impl Shim {
         {
             let mut execs = lock(&task.execs);
             if execs.contains_key(&req.exec_id) {
-                return Err(Error::AlreadyExists(format!("exec {}", req.exec_id)));
+                return Err(Error::ExecExists {
+                    container_id: task.id.clone(),
+                    exec_id: req.exec_id,
+                });
             }
             execs.insert(req.exec_id.clone(), exec.clone());
         }
@@ -451,10 +450,9 @@ impl Shim {
         match task.process(&req.exec_id)? {
             ProcessRef::Init => {
                 if task.init.status() == Status::Stopped && !req.all {
-                    return Err(Error::NotFound(format!(
-                        "{}: process already finished",
-                        task.id
-                    )));
+                    return Err(Error::Finished {
+                        process: format!("container {}", task.id),
+                    });
                 }
                 let all = req.all;
                 task.with_container("kill", move |c| c.kill(signal, all))
@@ -462,16 +460,15 @@ impl Shim {
             }
             ProcessRef::Exec(exec) => {
                 if exec.process.status() == Status::Stopped {
-                    return Err(Error::NotFound(format!(
-                        "exec {}: process already finished",
-                        exec.process.exec_id
-                    )));
+                    return Err(Error::Finished {
+                        process: format!("exec {} in container {}", exec.process.exec_id, task.id),
+                    });
                 }
                 match lock(&exec.handle).as_ref() {
                     Some(h) => h.kill(signal).map_err(Error::from),
                     None => Err(Error::FailedPrecondition(format!(
-                        "exec {} is not started",
-                        exec.process.exec_id
+                        "exec {} in container {} is not started",
+                        exec.process.exec_id, task.id
                     ))),
                 }
             }
@@ -535,7 +532,7 @@ impl Shim {
                 // Never started: the init waits for `start`; end it first.
                 task.with_container("delete", |c| c.kill(libc::SIGKILL, true))
                     .await
-                    .or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) })?;
+                    .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })?;
                 if tokio::time::timeout(KILL_WAIT, task.init.wait())
                     .await
                     .is_err()

@@ -49,7 +49,10 @@ impl Task {
             .get(exec_id)
             .cloned()
             .map(ProcessRef::Exec)
-            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in container {}", self.id)))
+            .ok_or_else(|| Error::ExecNotFound {
+                container_id: self.id.clone(),
+                exec_id: exec_id.to_string(),
+            })
     }
 
     /// Runs a blocking runtime operation that needs shared access, on the blocking pool.
