@@ -15,8 +15,10 @@ mod memory;
 mod metrics;
 mod oom;
 mod process;
+mod registry;
 mod server;
 mod service;
+mod shim;
 mod start;
 mod task;
 

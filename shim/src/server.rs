@@ -16,7 +16,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::args::Flags;
 use crate::error::{Error, Result};
 use crate::events::ContainerdEvents;
-use crate::service::{Shim, TaskService};
+use crate::service::TaskService;
+use crate::shim::Shim;
 
 /// Environment variable through which `start` hands the bound listener to the server.
 pub const LISTEN_FD_ENV: &str = "TENT_SHIM_LISTEN_FD";
@@ -91,7 +92,7 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
             ))
         })?;
     let shim = Arc::new(Shim::new(
-        Box::new(events),
+        Arc::new(events),
         init_exe,
         flags.namespace.clone(),
     ));
