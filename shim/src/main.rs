@@ -16,6 +16,7 @@ mod metrics;
 mod oom;
 mod process;
 mod registry;
+mod runtime;
 mod server;
 mod service;
 mod shim;

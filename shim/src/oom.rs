@@ -18,21 +18,22 @@ use tokio::io::Interest;
 use tokio::sync::watch;
 
 use crate::events::{self, EventSink};
+use crate::runtime::OomCounter;
 
 /// How long a wake-up waits for the kill to be counted.
 const COUNT_GRACE: Duration = Duration::from_millis(200);
 
-struct Watched(tent_runtime::OomWatcher);
+struct Watched(Box<dyn OomCounter>);
 
 impl AsRawFd for Watched {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.fd().as_raw_fd()
+        self.0.as_fd().as_raw_fd()
     }
 }
 
 impl AsFd for Watched {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.fd()
+        self.0.as_fd()
     }
 }
 
@@ -69,7 +70,7 @@ impl OomMonitor {
 pub fn watch(
     events: Arc<dyn EventSink>,
     id: String,
-    watcher: tent_runtime::OomWatcher,
+    watcher: Box<dyn OomCounter>,
 ) -> Option<Arc<OomMonitor>> {
     let seen = AtomicU64::new(watcher.oom_kills().unwrap_or(0));
     // SAFETY: the AsyncFd owns the watcher, whose fd stays open and the same until drop.

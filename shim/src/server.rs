@@ -93,7 +93,7 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
         })?;
     let shim = Arc::new(Shim::new(
         Arc::new(events),
-        init_exe,
+        crate::runtime::tent(init_exe),
         flags.namespace.clone(),
     ));
 

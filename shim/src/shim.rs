@@ -2,7 +2,8 @@
 //! [`crate::service`]): the task and process state machine, the events containerd
 //! expects, and the recording of exits routed by [`Registry`].
 //!
-//! Events go to an [`EventSink`].
+//! The runtime is behind [`crate::runtime::Container`] and events go to an
+//! [`EventSink`], so all of this runs in unit tests with a fake of each.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::io::{self, StdioPaths};
 use crate::logger::Owner;
 use crate::process::{lock, Exit, Process, Status};
 use crate::registry::Registry;
+use crate::runtime::{Create, NewContainer};
 use crate::task::{Exec, ProcessRef, Task};
 use crate::{console, metrics, oom};
 
@@ -36,23 +38,19 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(3);
 pub struct Shim {
     tasks: Registry,
     events: Arc<dyn EventSink>,
-    init_exe: tent_runtime::InitExe,
+    create: Create,
     namespace: String,
     /// Notified when containerd asks the shim to shut down and nothing is left to serve.
     pub shutdown: Notify,
 }
 
 impl Shim {
-    /// A shim that runs containers from `init_exe` and publishes to `events`.
-    pub fn new(
-        events: Arc<dyn EventSink>,
-        init_exe: tent_runtime::InitExe,
-        namespace: String,
-    ) -> Self {
+    /// A shim that makes containers with `create` and publishes to `events`.
+    pub fn new(events: Arc<dyn EventSink>, create: Create, namespace: String) -> Self {
         Shim {
             tasks: Registry::default(),
             events,
-            init_exe,
+            create,
             namespace,
             shutdown: Notify::new(),
         }
@@ -184,14 +182,13 @@ impl Shim {
             .collect();
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
-        let init_exe = self.init_exe.clone();
+        let create = self.create.clone();
         let mut container = tokio::task::spawn_blocking(move || {
-            tent_runtime::Container::create(tent_runtime::CreateRequest {
+            create(NewContainer {
                 id: &id,
                 bundle: &bundle,
                 rootfs_mounts: &rootfs,
                 stdio,
-                init_exe: &init_exe,
             })
         })
         .await
@@ -201,7 +198,12 @@ impl Shim {
             console::attach(&init, master)?;
         }
         let oom_watcher = container.oom_watcher();
-        let task = Arc::new(Task::new(container, init));
+        let task = Arc::new(Task::new(
+            &req.id,
+            PathBuf::from(&req.bundle),
+            container,
+            init,
+        ));
         let pid = task.init.pid();
         let early_exit = match self.tasks.insert(task.clone()) {
             Ok(exit) => exit,
@@ -432,7 +434,7 @@ impl Shim {
                     });
                 }
                 match lock(&exec.handle).as_ref() {
-                    Some(h) => h.kill(signal).map_err(Error::from),
+                    Some(h) => h.kill(signal),
                     None => Err(Error::FailedPrecondition(format!(
                         "exec {} in container {} is not started",
                         exec.process.exec_id, task.id
