@@ -23,6 +23,9 @@ mod shim;
 mod start;
 mod task;
 
+#[cfg(test)]
+mod fake;
+
 use std::io::Write;
 
 use containerd_shim_protos::protobuf::{Message, MessageField};

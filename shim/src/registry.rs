@@ -89,3 +89,21 @@ impl Registry {
         unclaimed.remove(pos).map(|(_, status)| status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_exits_are_parked_once_and_the_oldest_dropped_first() {
+        let registry = Registry::default();
+        for pid in 1..=UNCLAIMED_EXITS as i32 + 1 {
+            assert!(registry.route(pid, pid as u32).is_none());
+        }
+        assert_eq!(registry.claim(1), None, "the oldest made room");
+        assert_eq!(registry.claim(2), Some(2));
+        assert_eq!(registry.claim(2), None, "claimed once");
+        let last = UNCLAIMED_EXITS as i32 + 1;
+        assert_eq!(registry.claim(last), Some(last as u32));
+    }
+}

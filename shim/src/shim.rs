@@ -682,3 +682,6 @@ impl Shim {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
