@@ -4,6 +4,7 @@
 //! The same binary is also the container init: a sealed copy of it is re-executed
 //! for every container, and that check comes first, before any thread exists.
 
+mod address;
 mod args;
 mod console;
 mod delete;
@@ -20,6 +21,7 @@ mod runtime;
 mod server;
 mod service;
 mod shim;
+mod shimlog;
 mod start;
 mod task;
 

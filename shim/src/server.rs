@@ -32,8 +32,7 @@ pub fn serve(flags: Flags) -> Result<()> {
     if !flags.debug {
         log::set_max_level(log::LevelFilter::Info);
     }
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
+    if let Err(e) = crate::shimlog::init(flags.debug) {
         // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
         eprintln!("tent shim: logging disabled: {e}");
     }
