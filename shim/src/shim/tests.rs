@@ -363,6 +363,19 @@ async fn delete_of_a_created_task_kills_it_and_waits_for_its_exit() {
 }
 
 #[tokio::test]
+async fn delete_of_a_created_task_whose_init_just_died() {
+    let h = harness();
+    h.create(C1).await;
+    // Reaped, not yet recorded, when Delete arrives: Delete still ends in one exit.
+    h.shim.on_exit(INIT_PID, 137);
+    let deleted = h.delete(C1, "").await.expect("delete");
+    assert_eq!(deleted.exit_status, 137);
+    assert_eq!(h.settled_topics().await, [CREATE, EXIT, DELETE]);
+    let destroys = h.fake.calls().iter().filter(|c| *c == "destroy c1").count();
+    assert_eq!(destroys, 1);
+}
+
+#[tokio::test]
 async fn oom_counted_before_the_exit_is_published_before_it() {
     let h = harness();
     h.running(C1).await;
