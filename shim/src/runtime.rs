@@ -47,6 +47,8 @@ pub struct NewContainer<'a> {
     pub bundle: &'a Path,
     pub rootfs_mounts: &'a [RootfsMount],
     pub stdio: Stdio,
+    /// tent's profile for the container (from containerd's runtime options).
+    pub profile: &'a tent_runtime::Profile,
 }
 
 /// Makes containers (blocking); held by the shim.
@@ -106,6 +108,7 @@ pub fn tent(init_exe: tent_runtime::InitExe) -> Create {
             rootfs_mounts: req.rootfs_mounts,
             stdio: req.stdio,
             init_exe: &init_exe,
+            profile: req.profile,
         })?;
         Ok(Box::new(Tent(container)) as Box<dyn Container>)
     })

@@ -27,7 +27,7 @@ use crate::process::{lock, Exit, Process, Status};
 use crate::registry::Registry;
 use crate::runtime::{Create, NewContainer};
 use crate::task::{Exec, ProcessRef, Task};
-use crate::{console, metrics, oom};
+use crate::{config, console, metrics, oom};
 
 /// How long Delete of a never-started process waits for the killed process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -160,6 +160,7 @@ impl Shim {
                 "create from a checkpoint (tent does not checkpoint)".into(),
             ));
         }
+        let profile = config::profile(req.options.as_ref())?;
         let init = Process::new(
             "",
             StdioPaths {
@@ -189,6 +190,7 @@ impl Shim {
                 bundle: &bundle,
                 rootfs_mounts: &rootfs,
                 stdio,
+                profile: &profile,
             })
         })
         .await
