@@ -98,6 +98,12 @@ $common
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent]
   runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent.options]
+  ConfigPath = "$REPO/config/tent.toml"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-compat]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-compat.options]
+  ConfigPath = "$REPO/config/tent-compat.toml"
 [plugins."io.containerd.cri.v1.runtime".cni]
   bin_dirs = ["/usr/lib/cni"]
   conf_dir = "$d/cni/net.d"
@@ -123,6 +129,12 @@ $common
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent]
   runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent.options]
+  ConfigPath = "$REPO/config/tent.toml"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-compat]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-compat.options]
+  ConfigPath = "$REPO/config/tent-compat.toml"
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$d/cni/net.d"
@@ -174,6 +186,9 @@ export CONTAINERD_ADDRESS=$d/containerd.sock
 export TENT_CTR=$d/bin/ctr
 export TENT_CONTAINERD_VERSION=$ver
 export TENT_CONTAINERD_BIN=$bindir
+# tent's profiles for ctr: --runtime io.containerd.tent.v1 --runtime-config-path \$TENT_COMPAT_CONFIG
+export TENT_CONFIG=$REPO/config/tent.toml
+export TENT_COMPAT_CONFIG=$REPO/config/tent-compat.toml
 ENV
 
   log "starting containerd $ver ($bindir) in $d (CNI: $net)"
