@@ -193,8 +193,9 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::Unimplemented);
         };
         check(
-            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
-            "linux.seccomp",
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}),
+            "linux.seccomp.syscalls[0].action",
         );
         check(
             serde_json::json!({"process": {"apparmorProfile": "x"}}),

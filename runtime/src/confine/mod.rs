@@ -1,16 +1,17 @@
 //! Confinement: everything that limits what a container process may do once
-//! it runs — who it is (uid, gid, groups), its capability sets and
-//! no_new_privileges; seccomp, AppArmor and SELinux are refused until tent can
-//! apply them (a security setting is never silently dropped).
+//! it runs — who it is (uid, gid, groups), its capability sets,
+//! no_new_privileges and its seccomp filter; AppArmor and SELinux are refused
+//! until tent can apply them (a security setting is never silently dropped).
 //!
 //! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
 //! kept with the container, derived for each exec ([`Confinement::for_exec`]:
 //! the exec's process overrides what it sets, the rest is the container's, as
 //! runc does), and applied at one point in the child for both
-//! ([`Confinement::apply`]). A new mechanism (seccomp) is one module here plus
-//! one call in `apply`.
+//! ([`Confinement::apply`]). A mechanism is one module here ([`caps`],
+//! [`seccomp`]) plus its call in `apply`.
 
 pub mod caps;
+pub mod seccomp;
 
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
@@ -24,6 +25,8 @@ use caps::CapSets;
 pub struct Confinement {
     pub capabilities: CapSets,
     pub no_new_privileges: bool,
+    /// `linux.seccomp`, compiled at create; always the container's.
+    pub seccomp: Option<seccomp::Filter>,
 }
 
 /// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
@@ -72,11 +75,6 @@ fn refuse_unsupported(process: &Process) -> Result<()> {
 impl Confinement {
     /// The container's confinement, from its spec; refuses what tent cannot apply.
     pub fn for_init(spec: &Spec) -> Result<Confinement> {
-        if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
-            return Err(Error::Unsupported(
-                "linux.seccomp: seccomp filters are not supported by tent yet; refusing to run without the requested filter".into(),
-            ));
-        }
         if spec
             .linux()
             .as_ref()
@@ -99,12 +97,18 @@ impl Confinement {
                 .map(CapSets::from_oci)
                 .unwrap_or_default(),
             no_new_privileges: process.no_new_privileges() == Some(true),
+            seccomp: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().as_ref())
+                .map(seccomp::compile)
+                .transpose()?,
         })
     }
 
     /// An exec's confinement: what its process spec sets, else the container's
     /// (as runc: capabilities and no_new_privileges fall back to the
-    /// container's; seccomp, once supported, is always the container's).
+    /// container's; seccomp is always the container's).
     pub fn for_exec(&self, process: &Process) -> Result<Confinement> {
         refuse_unsupported(process)?;
         Ok(Confinement {
@@ -115,19 +119,38 @@ impl Confinement {
             no_new_privileges: process
                 .no_new_privileges()
                 .unwrap_or(self.no_new_privileges),
+            seccomp: self.seccomp.clone(),
         })
     }
 
     /// Confines the calling (single-threaded) process: bounding set (needs
     /// CAP_SETPCAP, so before the user switch), identity, the other capability
-    /// sets, no_new_privileges. The workload's `execve` follows.
+    /// sets, no_new_privileges, and the seccomp filter. The workload's
+    /// `execve` follows.
+    ///
+    /// The filter goes in as runc loads it: with no_new_privileges as the
+    /// very last step, so the fewest of our own calls run under it; without,
+    /// first, because only CAP_SYS_ADMIN then allows loading it and the
+    /// steps below drop it (the profile must then allow capset, setgroups,
+    /// setres[ug]id and prctl, as it must with runc). Either way what runs
+    /// after it is ours: for the init, sending Ready and receiving Start on
+    /// the sync socket (sendmsg, recvmsg), then close_range and execve; for
+    /// an exec, close_range and execve. containerd's profiles allow all of them.
     pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
+        let load_seccomp = || match &self.seccomp {
+            Some(filter) => filter.load().map_err(|e| ("seccomp", e)),
+            None => Ok(()),
+        };
+        if !self.no_new_privileges {
+            load_seccomp()?;
+        }
         caps::drop_bounding(&self.capabilities).map_err(|e| ("capabilities (bounding set)", e))?;
         switch_user(who).map_err(|e| ("user", e))?;
         caps::apply_sets(&self.capabilities).map_err(|e| ("capabilities", e))?;
         if self.no_new_privileges {
             prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl PR_SET_NO_NEW_PRIVS")
                 .map_err(|e| ("no_new_privileges", e))?;
+            load_seccomp()?;
         }
         Ok(())
     }
@@ -210,11 +233,28 @@ mod tests {
     }
 
     #[test]
+    fn exec_gets_the_containers_filter() -> Result<()> {
+        let c = Confinement::for_init(&spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}],
+            "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+        }})))?;
+        assert!(c.seccomp.is_some());
+        let own: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": false}
+        ))
+        .unwrap_or_default();
+        assert_eq!(c.for_exec(&own)?.seccomp, c.seccomp);
+        Ok(())
+    }
+
+    #[test]
     fn unsupported_settings_are_refused() {
         for (patch, field) in [
             (
-                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
-                "linux.seccomp",
+                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}),
+                "linux.seccomp.syscalls[0].action",
             ),
             (
                 serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "mountLabel": "system_u:object_r:container_file_t:s0"}}),

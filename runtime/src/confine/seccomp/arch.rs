@@ -1,0 +1,215 @@
+//! The architectures a filter can cover and their syscall numbers.
+//!
+//! Numbers come from the `syscalls` crate (generated from the kernel's
+//! tables, BSD-2): x86_64, i386, aarch64, arm. x32 has no table there: it is
+//! the x86_64 table with `__X32_SYSCALL_BIT` set, minus the eleven calls x32
+//! never had and with the 36 calls x32 numbers itself (512–547, frozen since
+//! 4.6; every newer call is "common"), listed here and checked against
+//! `<asm/unistd_x32.h>` in the tests.
+
+use std::str::FromStr;
+
+use oci_spec::runtime::Arch as OciArch;
+
+/// `__X32_SYSCALL_BIT`: x32 calls are x86_64 calls with this bit set.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// One syscall ABI the filter checks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Abi {
+    X86_64,
+    X32,
+    I386,
+    Aarch64,
+    Arm,
+}
+
+impl Abi {
+    /// The ABI of an OCI `SCMP_ARCH_*` name; `None` for one tent has no table for.
+    pub fn of(arch: OciArch) -> Option<Abi> {
+        match arch {
+            OciArch::ScmpArchNative => Some(Abi::native()),
+            OciArch::ScmpArchX86_64 => Some(Abi::X86_64),
+            OciArch::ScmpArchX32 => Some(Abi::X32),
+            OciArch::ScmpArchX86 => Some(Abi::I386),
+            OciArch::ScmpArchAarch64 => Some(Abi::Aarch64),
+            OciArch::ScmpArchArm => Some(Abi::Arm),
+            _ => None,
+        }
+    }
+
+    /// The ABI of the host (always in a filter, as libseccomp adds it).
+    pub const fn native() -> Abi {
+        if cfg!(target_arch = "aarch64") {
+            Abi::Aarch64
+        } else if cfg!(target_arch = "arm") {
+            Abi::Arm
+        } else if cfg!(target_arch = "x86") {
+            Abi::I386
+        } else if cfg!(all(target_arch = "x86_64", target_pointer_width = "32")) {
+            Abi::X32
+        } else {
+            Abi::X86_64
+        }
+    }
+
+    /// `seccomp_data.arch` of the ABI (x32 shares x86_64's).
+    pub const fn audit_arch(self) -> u32 {
+        match self {
+            Abi::X86_64 | Abi::X32 => 0xc000_003e,
+            Abi::I386 => 0x4000_0003,
+            Abi::Aarch64 => 0xc000_00b7,
+            Abi::Arm => 0x4000_0028,
+        }
+    }
+
+    /// Arguments are compared as 32-bit values on 32-bit ABIs (as libseccomp).
+    pub const fn is_64bit(self) -> bool {
+        matches!(self, Abi::X86_64 | Abi::Aarch64)
+    }
+
+    /// The syscall number of `name` in this ABI, `None` if it has no such call.
+    pub fn syscall(self, name: &str) -> Option<u32> {
+        match self {
+            Abi::X86_64 => lookup::<syscalls::x86_64::Sysno>(name).map(|s| s.id() as u32),
+            Abi::X32 => x32(name),
+            Abi::I386 => lookup::<syscalls::x86::Sysno>(name).map(|s| s.id() as u32),
+            Abi::Aarch64 => lookup::<syscalls::aarch64::Sysno>(name).map(|s| s.id() as u32),
+            Abi::Arm => lookup::<syscalls::arm::Sysno>(name).map(|s| s.id() as u32),
+        }
+    }
+}
+
+/// A name in one of the crate's tables, which spells the keyword `break` as `r#break`.
+fn lookup<T: FromStr>(name: &str) -> Option<T> {
+    match name {
+        "break" => T::from_str("r#break").ok(),
+        _ => T::from_str(name).ok(),
+    }
+}
+
+/// x86_64 calls the x32 ABI does not have.
+const X32_ABSENT: &[&str] = &[
+    "_sysctl",
+    "create_module",
+    "epoll_ctl_old",
+    "epoll_wait_old",
+    "get_kernel_syms",
+    "get_thread_area",
+    "nfsservctl",
+    "query_module",
+    "set_thread_area",
+    "uselib",
+    "vserver",
+];
+
+/// Calls x32 has under its own numbers (their x86_64 numbers are 64-bit only).
+const X32_OWN: &[(&str, u32)] = &[
+    ("rt_sigaction", 512),
+    ("rt_sigreturn", 513),
+    ("ioctl", 514),
+    ("readv", 515),
+    ("writev", 516),
+    ("recvfrom", 517),
+    ("sendmsg", 518),
+    ("recvmsg", 519),
+    ("execve", 520),
+    ("ptrace", 521),
+    ("rt_sigpending", 522),
+    ("rt_sigtimedwait", 523),
+    ("rt_sigqueueinfo", 524),
+    ("sigaltstack", 525),
+    ("timer_create", 526),
+    ("mq_notify", 527),
+    ("kexec_load", 528),
+    ("waitid", 529),
+    ("set_robust_list", 530),
+    ("get_robust_list", 531),
+    ("vmsplice", 532),
+    ("move_pages", 533),
+    ("preadv", 534),
+    ("pwritev", 535),
+    ("rt_tgsigqueueinfo", 536),
+    ("recvmmsg", 537),
+    ("sendmmsg", 538),
+    ("process_vm_readv", 539),
+    ("process_vm_writev", 540),
+    ("setsockopt", 541),
+    ("getsockopt", 542),
+    ("io_setup", 543),
+    ("io_submit", 544),
+    ("execveat", 545),
+    ("preadv2", 546),
+    ("pwritev2", 547),
+];
+
+fn x32(name: &str) -> Option<u32> {
+    if X32_ABSENT.contains(&name) {
+        return None;
+    }
+    let nr = match X32_OWN.iter().find(|(n, _)| *n == name) {
+        Some((_, nr)) => *nr,
+        None => lookup::<syscalls::x86_64::Sysno>(name)?.id() as u32,
+    };
+    Some(X32_SYSCALL_BIT | nr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(name, number)` of every `#define __NR_name <number>` line.
+    fn header(path: &str, x32: bool) -> Vec<(String, u32)> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("#define __NR_")?;
+                let (name, value) = rest.split_once(' ')?;
+                let value = if x32 {
+                    value
+                        .strip_prefix("(__X32_SYSCALL_BIT + ")?
+                        .strip_suffix(')')?
+                        .parse::<u32>()
+                        .ok()?
+                        | X32_SYSCALL_BIT
+                } else {
+                    value.parse().ok()?
+                };
+                Some((name.to_string(), value))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn known_numbers() {
+        assert_eq!(Abi::X86_64.syscall("execve"), Some(59));
+        assert_eq!(Abi::X32.syscall("execve"), Some(0x4000_0208));
+        assert_eq!(Abi::X32.syscall("read"), Some(0x4000_0000));
+        assert_eq!(Abi::X32.syscall("uselib"), None);
+        assert_eq!(Abi::I386.syscall("socketcall"), Some(102));
+        assert_eq!(Abi::X86_64.syscall("socketcall"), None);
+        assert_eq!(Abi::Aarch64.syscall("openat"), Some(56));
+        assert_eq!(Abi::X86_64.syscall("no_such_call"), None);
+    }
+
+    /// Every call the host's kernel headers list has the same number here
+    /// (the headers may be older than the table, not newer).
+    #[test]
+    fn tables_match_the_kernel_headers() {
+        let dir = "/usr/include/x86_64-linux-gnu/asm";
+        for (file, abi, is_x32) in [
+            ("unistd_64.h", Abi::X86_64, false),
+            ("unistd_32.h", Abi::I386, false),
+            ("unistd_x32.h", Abi::X32, true),
+        ] {
+            let entries = header(&format!("{dir}/{file}"), is_x32);
+            if entries.is_empty() {
+                eprintln!("{dir}/{file} missing: skipped");
+                continue;
+            }
+            for (name, nr) in entries {
+                assert_eq!(abi.syscall(&name), Some(nr), "{file}: {name}");
+            }
+        }
+    }
+}
