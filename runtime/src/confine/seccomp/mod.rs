@@ -122,10 +122,10 @@ impl Filter {
         let errno = nix::errno::Errno::last();
         let step = match errno {
             nix::errno::Errno::EACCES => {
-                "seccomp: loading a filter needs no_new_privileges or CAP_SYS_ADMIN".to_string()
+                "loading a filter needs no_new_privileges or CAP_SYS_ADMIN".to_string()
             }
             nix::errno::Errno::EINVAL if self.flags != 0 => format!(
-                "seccomp: the kernel refused the filter or linux.seccomp.flags ({:#x})",
+                "the kernel refused the filter or linux.seccomp.flags ({:#x})",
                 self.flags
             ),
             _ => "seccomp(SECCOMP_SET_MODE_FILTER)".to_string(),
