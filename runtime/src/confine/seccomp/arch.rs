@@ -1,18 +1,36 @@
 //! The architectures a filter can cover and their syscall numbers.
 //!
 //! Numbers come from the `syscalls` crate (generated from the kernel's
-//! tables, BSD-2): x86_64, i386, aarch64, arm. x32 has no table there: it is
-//! the x86_64 table with `__X32_SYSCALL_BIT` set, minus the eleven calls x32
+//! tables, BSD-2), for the host and its 32-bit companion — what containerd
+//! lists in its profiles: x86_64 + i386 + x32 on amd64, aarch64 + arm on
+//! arm64 (each table costs ~15 KB of binary, so foreign ones are left out:
+//! a profile naming one fails create). x32 has no table there: it is the
+//! x86_64 table with `__X32_SYSCALL_BIT` set, minus the eleven calls x32
 //! never had and with the 36 calls x32 numbers itself (512–547, frozen since
 //! 4.6; every newer call is "common"), listed here and checked against
 //! `<asm/unistd_x32.h>` in the tests.
-
-use std::str::FromStr;
 
 use oci_spec::runtime::Arch as OciArch;
 
 /// `__X32_SYSCALL_BIT`: x32 calls are x86_64 calls with this bit set.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Builds an ABI's [`Table`] from the crate's number → name tables (compact
+/// in the binary, unlike its name → number `match`), once per process.
+#[allow(unused_macros)]
+macro_rules! table {
+    ($arch:ident) => {
+        || {
+            let mut t: Table = syscalls::$arch::Sysno::iter()
+                .map(|s| (s.name(), s.id() as u32))
+                .collect();
+            t.sort_unstable();
+            t
+        }
+    };
+}
+#[allow(unused_imports)]
+use table;
 
 /// One syscall ABI the filter checks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,22 +88,62 @@ impl Abi {
 
     /// The syscall number of `name` in this ABI, `None` if it has no such call.
     pub fn syscall(self, name: &str) -> Option<u32> {
+        // The crate spells the keyword `break` as `r#break`.
+        let name = if name == "break" { "r#break" } else { name };
+        let t = self.table()?;
+        let nr = t
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| t[i].1);
         match self {
-            Abi::X86_64 => lookup::<syscalls::x86_64::Sysno>(name).map(|s| s.id() as u32),
-            Abi::X32 => x32(name),
-            Abi::I386 => lookup::<syscalls::x86::Sysno>(name).map(|s| s.id() as u32),
-            Abi::Aarch64 => lookup::<syscalls::aarch64::Sysno>(name).map(|s| s.id() as u32),
-            Abi::Arm => lookup::<syscalls::arm::Sysno>(name).map(|s| s.id() as u32),
+            Abi::X32 => x32(nr, name),
+            _ => nr,
         }
+    }
+
+    /// The name → number table of the ABI (x32's is x86_64's, see [`x32`]),
+    /// `None` for an ABI this build has no table for: tent has the host's
+    /// and its 32-bit companion's, what containerd's profiles list.
+    fn table(self) -> Option<&'static Table> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Abi::X86_64 | Abi::X32 => Some(tables::X86_64.get_or_init(table!(x86_64))),
+            #[cfg(target_arch = "x86_64")]
+            Abi::I386 => Some(tables::I386.get_or_init(table!(x86))),
+            #[cfg(target_arch = "aarch64")]
+            Abi::Aarch64 => Some(tables::AARCH64.get_or_init(table!(aarch64))),
+            #[cfg(target_arch = "aarch64")]
+            Abi::Arm => Some(tables::ARM.get_or_init(table!(arm))),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Whether this build can compile rules for the ABI.
+    pub fn supported(self) -> bool {
+        self.table().is_some()
     }
 }
 
-/// A name in one of the crate's tables, which spells the keyword `break` as `r#break`.
-fn lookup<T: FromStr>(name: &str) -> Option<T> {
-    match name {
-        "break" => T::from_str("r#break").ok(),
-        _ => T::from_str(name).ok(),
-    }
+/// The ABIs this build has tables for, for error messages.
+pub const SUPPORTED: &str = if cfg!(target_arch = "x86_64") {
+    "SCMP_ARCH_X86_64, SCMP_ARCH_X86 and SCMP_ARCH_X32"
+} else if cfg!(target_arch = "aarch64") {
+    "SCMP_ARCH_AARCH64 and SCMP_ARCH_ARM"
+} else {
+    "none"
+};
+
+/// (name, number) sorted by name.
+type Table = Vec<(&'static str, u32)>;
+
+#[allow(dead_code)]
+mod tables {
+    use std::sync::OnceLock;
+    pub static X86_64: OnceLock<super::Table> = OnceLock::new();
+    pub static I386: OnceLock<super::Table> = OnceLock::new();
+    pub static AARCH64: OnceLock<super::Table> = OnceLock::new();
+    pub static ARM: OnceLock<super::Table> = OnceLock::new();
 }
 
 /// x86_64 calls the x32 ABI does not have.
@@ -143,13 +201,14 @@ const X32_OWN: &[(&str, u32)] = &[
     ("pwritev2", 547),
 ];
 
-fn x32(name: &str) -> Option<u32> {
+/// x32's number for `name`, whose x86_64 number is `x86_64`.
+fn x32(x86_64: Option<u32>, name: &str) -> Option<u32> {
     if X32_ABSENT.contains(&name) {
         return None;
     }
     let nr = match X32_OWN.iter().find(|(n, _)| *n == name) {
         Some((_, nr)) => *nr,
-        None => lookup::<syscalls::x86_64::Sysno>(name)?.id() as u32,
+        None => x86_64?,
     };
     Some(X32_SYSCALL_BIT | nr)
 }
@@ -188,7 +247,10 @@ mod tests {
         assert_eq!(Abi::X32.syscall("uselib"), None);
         assert_eq!(Abi::I386.syscall("socketcall"), Some(102));
         assert_eq!(Abi::X86_64.syscall("socketcall"), None);
-        assert_eq!(Abi::Aarch64.syscall("openat"), Some(56));
+        if cfg!(target_arch = "x86_64") {
+            assert!(!Abi::Aarch64.supported() && !Abi::Arm.supported());
+            assert_eq!(Abi::Aarch64.syscall("openat"), None);
+        }
         assert_eq!(Abi::X86_64.syscall("no_such_call"), None);
     }
 

@@ -4,10 +4,20 @@
 //! from [`super::Confinement::apply`]).
 //!
 //! Why our own compiler rather than libseccomp: libseccomp is C under the
-//! LGPL, so a static shim would have to ship relinkable objects; the part of
-//! it an OCI profile needs is small (arch dispatch, a syscall search tree,
-//! 64-bit argument compares as two 32-bit halves). The syscall numbers come
-//! from the `syscalls` crate (BSD-2, generated from the kernel tables).
+//! LGPL, so a static shim would have to ship its objects for relinking and
+//! the build would need a C toolchain and libseccomp.a; the part of it an
+//! OCI profile needs is small (arch dispatch, a syscall search tree, 64-bit
+//! argument compares as two 32-bit halves, ~600 lines here). The syscall
+//! numbers come from the `syscalls` crate (BSD-2, generated from the kernel
+//! tables), host ABIs only (see `arch.rs`).
+//!
+//! Measured (2 shared cores, containerd's RuntimeDefault for amd64, 3 ABIs,
+//! 1888 instructions): the release `tent-runtime-run` grows by 96 KB
+//! (2.59 → 2.68 MB: text +44 KB, names +17 KB, relro +9 KB); compiling takes
+//! 5–14 ms in a debug build and well under 1 ms in release (a `/bin/true`
+//! container under it takes 22.9 ms instead of 21.0 ms, spec parsing and
+//! the load included); the kernel load 0.6–1.2 ms (mostly its per-syscall
+//! action cache); a container's caller keeps the program, 15 KB, for execs.
 //!
 //! The filter behaves as runc's (libseccomp + runc's `patchbpf`) on what
 //! profiles depend on:
@@ -195,9 +205,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     )?;
     let mut abis = vec![Abi::native()];
     for (i, a) in profile.architectures().iter().flatten().enumerate() {
-        let abi = Abi::of(*a).ok_or_else(|| {
+        let abi = Abi::of(*a).filter(|abi| abi.supported()).ok_or_else(|| {
             Error::Unsupported(format!(
-                "linux.seccomp.architectures[{i}]: tent cannot compile a filter for {a} (it has syscall tables for x86_64, x86, x32, aarch64 and arm)"
+                "linux.seccomp.architectures[{i}]: tent cannot compile a filter for {a} on this host (it has syscall tables for {})",
+                arch::SUPPORTED
             ))
         })?;
         abis.push(abi);
@@ -561,5 +572,6 @@ impl Gen {
     }
 }
 
-#[cfg(test)]
+// The expectations are x86_64's numbers and ABIs.
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests;

@@ -419,6 +419,11 @@ fn bad_profiles_name_the_field() {
                 "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_PPC64LE"]}),
             "linux.seccomp.architectures[1]",
         ),
+        (
+            serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_AARCH64"]}),
+            "linux.seccomp.architectures[0]",
+        ),
     ] {
         let err = compile(&profile(p))
             .err()
@@ -644,4 +649,54 @@ fn kernel_foreign_abi_is_killed() {
     })));
     let got = under(&f, &[(libc::SYS_getpid, [0; 6]), (0x4000_0027, [0; 6])]);
     assert_eq!(got, Outcome::Killed(libc::SIGSYS));
+}
+
+/// Times, in a child: loading RuntimeDefault, and 100k `getppid` before and
+/// after it (the filter's cost per call). Printed for the record.
+#[test]
+fn kernel_load_and_per_call_cost() {
+    let f = build(&runtime_default());
+    let mut fds = [0; 2];
+    // SAFETY: pipe into a two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child makes raw syscalls, reads the vDSO clock, `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let calls = || {
+            let t = std::time::Instant::now();
+            for _ in 0..100_000 {
+                // SAFETY: getppid has no arguments or side effects.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            t.elapsed().as_nanos() as u64
+        };
+        // SAFETY: plain syscalls; the child exits without unwinding.
+        unsafe {
+            libc::close(fds[0]);
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            let bare = calls();
+            let t = std::time::Instant::now();
+            let ok = f.load().is_ok();
+            let load = t.elapsed().as_nanos() as u64;
+            let filtered = calls();
+            let out = [ok as u64, load, bare, filtered];
+            libc::write(fds[1], out.as_ptr().cast(), 32);
+            libc::_exit(0);
+        }
+    }
+    let mut out = [0u64; 4];
+    // SAFETY: reads into a local array from our read end; reaps our child.
+    unsafe {
+        libc::close(fds[1]);
+        assert_eq!(libc::read(fds[0], out.as_mut_ptr().cast(), 32), 32);
+        libc::close(fds[0]);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    assert_eq!(out[0], 1, "load failed");
+    eprintln!(
+        "RuntimeDefault: load {} µs; getppid {} ns bare, {} ns filtered",
+        out[1] / 1000,
+        out[2] / 100_000,
+        out[3] / 100_000
+    );
 }
