@@ -146,6 +146,57 @@ mod tables {
     pub static ARM: OnceLock<super::Table> = OnceLock::new();
 }
 
+/// i386's `socketcall(2)` and `ipc(2)`, and the call number (their first
+/// argument) of each call they multiplex.
+pub const I386_SOCKETCALL: u32 = 102;
+pub const I386_IPC: u32 = 117;
+
+/// The multiplexer and call number of `name` on i386, if it has one.
+pub fn i386_multiplexed(name: &str) -> Option<(u32, u64)> {
+    const SOCKET: &[&str] = &[
+        "socket",
+        "bind",
+        "connect",
+        "listen",
+        "accept",
+        "getsockname",
+        "getpeername",
+        "socketpair",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "shutdown",
+        "setsockopt",
+        "getsockopt",
+        "sendmsg",
+        "recvmsg",
+        "accept4",
+        "recvmmsg",
+        "sendmmsg",
+    ];
+    const IPC: &[(&str, u64)] = &[
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    if let Some(i) = SOCKET.iter().position(|n| *n == name) {
+        return Some((I386_SOCKETCALL, i as u64 + 1));
+    }
+    IPC.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, call)| (I386_IPC, *call))
+}
+
 /// x86_64 calls the x32 ABI does not have.
 const X32_ABSENT: &[&str] = &[
     "_sysctl",

@@ -39,9 +39,8 @@
 //! - `SCMP_ACT_NOTIFY` as the default action is refused (runc); in a rule it
 //!   is refused as unsupported (tent does not pass listener fds yet).
 //!
-//! Not done (as libseccomp does): on i386, a rule on a socket or SysV IPC
-//! call is not also added to `socketcall(2)`/`ipc(2)`; profiles that allow
-//! those multiplexers unconditionally (containerd's) are unaffected.
+//! - on i386 a rule on a socket or SysV IPC call also applies to
+//!   `socketcall(2)`/`ipc(2)` with argument 0 the call number (libseccomp).
 
 mod arch;
 mod bpf;
@@ -333,6 +332,23 @@ impl Table {
         let mut by_nr: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
         let mut max = None;
         for (name, rule) in rules {
+            if let (Abi::I386, Some(rule), Some((mux, call))) =
+                (abi, rule, arch::i386_multiplexed(name))
+            {
+                // As libseccomp: the rule also applies to the multiplexer,
+                // its argument 0 condition replaced by the call number.
+                let mut conds = vec![Cond {
+                    index: 0,
+                    op: Op::ScmpCmpEq,
+                    value: call,
+                    value_two: 0,
+                }];
+                conds.extend(rule.conds.iter().filter(|c| c.index != 0));
+                by_nr.entry(mux).or_default().push(Rule {
+                    action: rule.action,
+                    conds,
+                });
+            }
             let Some(nr) = abi.syscall(name) else {
                 continue;
             };

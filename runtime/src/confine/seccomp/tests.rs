@@ -323,6 +323,33 @@ fn rule_semantics() {
 }
 
 #[test]
+fn i386_socketcall_and_ipc_follow_their_calls() {
+    let f = build(&profile(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["connect", "semop", "send"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [
+                {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}
+        ]
+    })));
+    let socketcall = |call: u64| call_i386(&f, 102, call);
+    assert_eq!(socketcall(3), RET_ALLOW); // connect
+    assert_eq!(socketcall(9), RET_ALLOW); // send: no direct call on i386
+    assert_eq!(socketcall(1), RET_ALLOW); // socket: its arg0 check replaced
+    assert_eq!(socketcall(2), EPERM); // bind
+    assert_eq!(call_i386(&f, 117, 1), RET_ALLOW); // ipc(SEMOP)
+    assert_eq!(call_i386(&f, 117, 2), EPERM); // ipc(SEMGET)
+    assert_eq!(call_i386(&f, 362, 0), RET_ALLOW); // connect itself
+    assert_eq!(call_i386(&f, 359, 1), RET_ALLOW); // socket(AF_UNIX)
+    assert_eq!(call_i386(&f, 359, 2), EPERM);
+}
+
+fn call_i386(f: &Filter, nr: u32, arg0: u64) -> u32 {
+    call(f, I386, nr, [arg0, 0, 0, 0, 0, 0])
+}
+
+#[test]
 fn long_jumps_are_relaxed() {
     // Many conditional rules on syscalls of one leaf put their bodies far
     // from the leaf's jumps; every jump still lands where it should.
