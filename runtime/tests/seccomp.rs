@@ -162,6 +162,33 @@ fn exec_under_the_containers_filter(exe: &InitExe) {
     b.assert_clean();
 }
 
+/// A profile older than close_range (containerd < 1.5) still runs
+/// containers and execs: tent's own close_range happens before the filter.
+fn profile_without_close_range(exe: &InitExe) {
+    let mut profile = runtime_default();
+    if let Some(names) = profile["syscalls"][0]["names"].as_array_mut() {
+        names.retain(|n| n != "close_range");
+    }
+    let b = Bundle::new("seccomp-old");
+    b.write_config(&spec(&["sleep", "100"], profile));
+    let mut c = create(&b, exe, Stdio::default());
+    c.start().expect("start");
+    let process: oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]
+    }))
+    .expect("process");
+    let p = c.exec(ExecRequest {
+        process: &process,
+        stdio: Stdio::default(),
+    });
+    let p = p.unwrap_or_else(|e| panic!("exec: {e}"));
+    assert!(matches!(wait_for(p.pid), WaitStatus::Exited(_, 0)));
+    c.kill(libc::SIGKILL, true).expect("kill");
+    wait_for(c.pid());
+    c.destroy().expect("destroy");
+    b.assert_clean();
+}
+
 fn kill_action_kills(exe: &InitExe) {
     let b = Bundle::new("seccomp-kill");
     let profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
@@ -212,6 +239,7 @@ fn main() {
             "exec_under_the_containers_filter",
             exec_under_the_containers_filter,
         ),
+        ("profile_without_close_range", profile_without_close_range),
         ("kill_action_kills", kill_action_kills),
         (
             "uncompilable_profile_fails_create",

@@ -134,8 +134,9 @@ impl Confinement {
     /// steps below drop it (the profile must then allow capset, setgroups,
     /// setres[ug]id and prctl, as it must with runc). Either way what runs
     /// after it is ours: for the init, sending Ready and receiving Start on
-    /// the sync socket (sendmsg, recvmsg), then close_range and execve; for
-    /// an exec, close_range and execve. containerd's profiles allow all of them.
+    /// the sync socket (sendmsg, recvmsg), then execve; for an exec, execve
+    /// (fds were marked close-on-exec before). containerd's profiles allow
+    /// all of them; runc needs write, openat, close and execve after it.
     pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
         let load_seccomp = || match &self.seccomp {
             Some(filter) => filter.load().map_err(|e| ("seccomp", e)),
