@@ -516,7 +516,8 @@ impl Gen {
         let a = &mut self.asm;
         let lo = off_arg(c.index);
         let hi = lo + 4;
-        let (v, v2) = (c.value, c.value_two);
+        // libseccomp compares a masked value with the datum masked too.
+        let (v, v2) = (c.value, c.value_two & c.value);
         let (vhi, vlo) = ((v >> 32) as u32, v as u32);
         let pass = a.label();
         let (f, p) = (To::L(fail), To::L(pass));
