@@ -47,11 +47,31 @@ enum Item {
     Here(Label),
 }
 
-/// A program under construction.
+/// A program under construction. It stops growing past [`MAX_INSNS`]
+/// instructions (so a huge profile costs no more memory than a loadable
+/// one) and [`Asm::finish`] then reports [`Error::TooLarge`].
 #[derive(Debug, Default)]
 pub struct Asm {
     items: Vec<Item>,
     labels: u32,
+    insns: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    /// More instructions than the kernel loads.
+    TooLarge,
+    /// A jump the code generator got wrong.
+    Bug(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::TooLarge => write!(f, "more than {MAX_INSNS} instructions"),
+            Error::Bug(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl Asm {
@@ -59,28 +79,40 @@ impl Asm {
         self.labels += 1;
         Label(self.labels)
     }
+    fn push(&mut self, it: Item) {
+        if self.insns > MAX_INSNS {
+            return;
+        }
+        if !matches!(it, Item::Here(_)) {
+            self.insns += 1;
+        }
+        self.items.push(it);
+    }
     pub fn here(&mut self, l: Label) {
-        self.items.push(Item::Here(l));
+        self.push(Item::Here(l));
     }
     pub fn ld(&mut self, offset: u32) {
-        self.items.push(Item::Ld(offset));
+        self.push(Item::Ld(offset));
     }
     pub fn and(&mut self, k: u32) {
-        self.items.push(Item::And(k));
+        self.push(Item::And(k));
     }
     pub fn ret(&mut self, k: u32) {
-        self.items.push(Item::Ret(k));
+        self.push(Item::Ret(k));
     }
     pub fn ja(&mut self, l: Label) {
-        self.items.push(Item::Ja(l));
+        self.push(Item::Ja(l));
     }
     pub fn jmp(&mut self, code: u16, k: u32, jt: To, jf: To) {
-        self.items.push(Item::Jmp { code, k, jt, jf });
+        self.push(Item::Jmp { code, k, jt, jf });
     }
 
-    /// Resolves labels; `Err` names a label used but never placed (a bug).
-    pub fn finish(mut self) -> Result<Vec<Insn>, String> {
+    /// Resolves labels, relaxing far conditional jumps.
+    pub fn finish(mut self) -> Result<Vec<Insn>, Error> {
         loop {
+            if self.insns > MAX_INSNS {
+                return Err(Error::TooLarge);
+            }
             let (pos, at) = self.positions();
             let too_far = |t: To, i: usize| match t {
                 To::Next => false,
@@ -97,17 +129,17 @@ impl Asm {
         let mut out = Vec::new();
         for it in &self.items {
             let n = out.len();
-            let target = |l: Label| -> Result<u32, String> {
+            let target = |l: Label| -> Result<u32, Error> {
                 match pos.get(&l) {
                     Some(&p) if p > n => Ok((p - n - 1) as u32),
-                    Some(_) => Err(format!("backward jump to {l:?}")),
-                    None => Err(format!("label {l:?} never placed")),
+                    Some(_) => Err(Error::Bug(format!("backward jump to {l:?}"))),
+                    None => Err(Error::Bug(format!("label {l:?} never placed"))),
                 }
             };
-            let short = |t: To| -> Result<u8, String> {
+            let short = |t: To| -> Result<u8, Error> {
                 match t {
                     To::Next => Ok(0),
-                    To::L(l) => u8::try_from(target(l)?).map_err(|e| e.to_string()),
+                    To::L(l) => u8::try_from(target(l)?).map_err(|e| Error::Bug(e.to_string())),
                 }
             };
             let insn = |code, jt, jf, k| Insn { code, jt, jf, k };
@@ -165,5 +197,6 @@ impl Asm {
             Item::Here(next),
         ];
         self.items.splice(i..=i, new);
+        self.insns += 2;
     }
 }

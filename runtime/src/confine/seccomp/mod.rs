@@ -236,18 +236,16 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         .iter()
         .map(|&abi| Table::new(abi, &rules, enosys))
         .collect();
-    let program = generate(&tables, default)
-        .map_err(|e| Error::spec("linux.seccomp", format!("BPF assembly failed: {e}")))?;
-    if program.len() > bpf::MAX_INSNS {
-        return Err(Error::spec(
+    let program = generate(&tables, default).map_err(|e| match e {
+        bpf::Error::TooLarge => Error::spec(
             "linux.seccomp",
             format!(
-                "the profile compiles to {} BPF instructions, more than the kernel's limit of {} (BPF_MAXINSNS)",
-                program.len(),
+                "the profile compiles to more BPF instructions than the kernel's limit of {} (BPF_MAXINSNS)",
                 bpf::MAX_INSNS
             ),
-        ));
-    }
+        ),
+        bpf::Error::Bug(e) => Error::spec("linux.seccomp", format!("BPF assembly failed: {e}")),
+    })?;
     Ok(Filter {
         program: program
             .iter()
@@ -378,7 +376,7 @@ const fn off_arg(index: u32) -> u32 {
     16 + 8 * index
 }
 
-fn generate(tables: &[Table], default: u32) -> std::result::Result<Vec<Insn>, String> {
+fn generate(tables: &[Table], default: u32) -> std::result::Result<Vec<Insn>, bpf::Error> {
     let mut g = Gen {
         asm: Asm::default(),
         default,

@@ -406,6 +406,21 @@ fn too_large_for_the_kernel() {
         err.starts_with("linux.seccomp: ") && err.contains("BPF_MAXINSNS"),
         "{err}"
     );
+    // A huge one fails as fast: code generation stops at the limit.
+    let many: Vec<serde_json::Value> = (0..50_000u64)
+        .map(|v| {
+            serde_json::json!({"names": ["read", "write"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]})
+        })
+        .collect();
+    let huge = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": many}));
+    let start = std::time::Instant::now();
+    assert!(compile(&huge).is_err());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
