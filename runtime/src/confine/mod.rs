@@ -132,7 +132,7 @@ impl Confinement {
     /// very last step, so the fewest of our own calls run under it; without,
     /// first, because only CAP_SYS_ADMIN then allows loading it and the
     /// steps below drop it (the profile must then allow capset, setgroups,
-    /// setres[ug]id and prctl, as it must with runc). Either way what runs
+    /// setresuid, setresgid and prctl, as it must with runc). Either way what runs
     /// after it is ours: for the init, sending Ready and receiving Start on
     /// the sync socket (sendmsg, recvmsg), then execve; for an exec, execve
     /// (fds were marked close-on-exec before). containerd's profiles allow

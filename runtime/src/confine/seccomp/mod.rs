@@ -7,7 +7,8 @@
 //! LGPL, so a static shim would have to ship its objects for relinking and
 //! the build would need a C toolchain and libseccomp.a; the part of it an
 //! OCI profile needs is small (arch dispatch, a syscall search tree, 64-bit
-//! argument compares as two 32-bit halves, ~600 lines here). The syscall
+//! argument compares as two 32-bit halves: ~800 lines with docs here,
+//! tests apart). The syscall
 //! numbers come from the `syscalls` crate (BSD-2, generated from the kernel
 //! tables), host ABIs only (see `arch.rs`).
 //!
@@ -38,9 +39,10 @@
 //!   profile order, conditions within one AND'ed.
 //! - `SCMP_ACT_NOTIFY` as the default action is refused (runc); in a rule it
 //!   is refused as unsupported (tent does not pass listener fds yet).
-//!
 //! - on i386 a rule on a socket or SysV IPC call also applies to
-//!   `socketcall(2)`/`ipc(2)` with argument 0 the call number (libseccomp).
+//!   `socketcall(2)`/`ipc(2)` with argument 0 the call number; 32-bit ABIs
+//!   (i386, x32) compare arguments as 32-bit values; masked-equal masks the
+//!   datum too (all libseccomp).
 
 mod arch;
 mod bpf;
