@@ -97,6 +97,7 @@ impl Abi {
             .map(|i| t[i].1);
         match self {
             Abi::X32 => x32(nr, name),
+            Abi::Arm => nr.or_else(|| arm_private(name)),
             _ => nr,
         }
     }
@@ -195,6 +196,23 @@ pub fn i386_multiplexed(name: &str) -> Option<(u32, u64)> {
     IPC.iter()
         .find(|(n, _)| *n == name)
         .map(|(_, call)| (I386_IPC, *call))
+}
+
+/// arm's private calls (`__ARM_NR_BASE` + n), which the crate's table lacks
+/// and containerd's arm profile allows (`breakpoint`, `cacheflush`, `set_tls`).
+fn arm_private(name: &str) -> Option<u32> {
+    const BASE: u32 = 0x0f_0000;
+    let n = [
+        "breakpoint",
+        "cacheflush",
+        "usr26",
+        "usr32",
+        "set_tls",
+        "get_tls",
+    ]
+    .iter()
+    .position(|n| *n == name)?;
+    Some(BASE + 1 + n as u32)
 }
 
 /// x86_64 calls the x32 ABI does not have.
@@ -298,6 +316,8 @@ mod tests {
         assert_eq!(Abi::X32.syscall("uselib"), None);
         assert_eq!(Abi::I386.syscall("socketcall"), Some(102));
         assert_eq!(Abi::X86_64.syscall("socketcall"), None);
+        assert_eq!(arm_private("cacheflush"), Some(0x0f_0002));
+        assert_eq!(arm_private("set_tls"), Some(0x0f_0005));
         if cfg!(target_arch = "x86_64") {
             assert!(!Abi::Aarch64.supported() && !Abi::Arm.supported());
             assert_eq!(Abi::Aarch64.syscall("openat"), None);
