@@ -29,8 +29,12 @@
 #                         report (hack/bench/phases.py; needs `perf`)
 #   --debug               containerd log level debug (for profiling; slows containerd a bit)
 #   --keep                leave the daemon running at the end (prints how to stop it)
-#   --out DIR             results directory (default bench-results/)
-# Output: bench-results/latest.{md,png,json} and bench-results/<UTC timestamp>.{md,json}.
+#   --out DIR             results directory (default: bench-results/ for a full run,
+#                         .cache/bench/ for a quick or custom one)
+# Output: OUT/latest.{md,png,json} and OUT/<UTC timestamp>.{md,json}. Only a full run (default
+# --runs, --warmup, --containers, --tput, --parallel, --rounds and --only) writes to the
+# tracked bench-results/ by default; --quick and custom runs go to .cache/bench/ (gitignored),
+# so a smoke run leaves the tree clean. Record a custom run with --out bench-results.
 # Needs root, cargo, Debian python3 (+ python3-matplotlib, apt-installed if missing), runc,
 # containerd (hack/containerd.sh installs it), busybox-static, umoci (for the image).
 set -euo pipefail
@@ -38,7 +42,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY=/usr/bin/python3   # Debian's, so python3-matplotlib from apt is importable (not pyenv's)
 RUNS=30 WARMUP=3 CONTAINERS=50 TPUT=50 PARALLEL=8 ROUNDS=3 ONLY=run,exec,mem,tput,floor
-CTD_VER=1.6 BUILD=1 TENT_CLI="" DEBUG=0 KEEP=0 PHASES=0 OUT="$REPO/bench-results" MODE=full
+CTD_VER=1.6 BUILD=1 TENT_CLI="" DEBUG=0 KEEP=0 PHASES=0 OUT="" MODE=full
 ARGS_ORIG="$*"
 log() { echo "bench.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -61,11 +65,21 @@ while (($#)); do
     --debug) DEBUG=1; shift ;;
     --keep) KEEP=1; shift ;;
     --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see $0 --help)" ;;
   esac
 done
-[[ "$MODE" == quick || "$RUNS" == 30 ]] || MODE=custom
+if [[ "$MODE" != quick ]] && [[ "$RUNS $WARMUP $CONTAINERS $TPUT $PARALLEL $ROUNDS $ONLY" != "30 3 50 50 8 3 run,exec,mem,tput,floor" ]]; then
+  MODE=custom
+fi
+if [[ -z "$OUT" ]]; then
+  if [[ "$MODE" == full ]]; then
+    OUT="$REPO/bench-results"
+  else
+    OUT="$REPO/.cache/bench"
+    log "$MODE run: results go to $OUT (bench-results/ is only for full runs; --out bench-results to record this one)"
+  fi
+fi
 
 # ---- prerequisites -----------------------------------------------------------------------
 [[ "$(id -u)" == 0 ]] || die "must run as root (containers, cgroups, mounts)"
@@ -201,7 +215,8 @@ c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 c["root"]["readonly"] = True
 # `runc spec` lists ambient caps without inheritable ones; runc ignores the failing raise, tent
-# refuses it. CRI never sets ambient caps (DESIGN §2), so the floor bundle has none.
+# refuses it. containerd's CRI never sets ambient caps (its default set, 14 capabilities, is
+# bounding/permitted/effective only), so the floor bundle has none.
 c["process"]["capabilities"].pop("ambient", None)
 json.dump(c, open(p, "w"), indent=1)
 PYEOF

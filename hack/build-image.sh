@@ -90,7 +90,11 @@ mv "$WORK/index.json" "$L/index.json"
 [[ "$(jq '.manifests | length' "$L/index.json")" == 1 ]] || die "expected one manifest in index.json"
 
 mkdir -p "$(dirname "$OUT")"
-tar -C "$L" --owner=0 --group=0 -cf "$OUT.tmp" oci-layout index.json blobs
-mv "$OUT.tmp" "$OUT"
+# A private temp name, then an atomic rename: concurrent builds of the same OUT cannot mix.
+TMP_OUT="$(mktemp "$OUT.XXXXXX.tmp")"
+trap 'rm -rf "$WORK" "$TMP_OUT"' EXIT
+tar -C "$L" --owner=0 --group=0 -cf "$TMP_OUT" oci-layout index.json blobs
+chmod 0644 "$TMP_OUT"
+mv "$TMP_OUT" "$OUT"
 log "wrote $OUT ($(du -h "$OUT" | cut -f1)) as $NAME"
 echo "$OUT"

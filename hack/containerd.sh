@@ -12,8 +12,9 @@
 # Environment:   TENT_SHIM_DIR    directory holding containerd-shim-tent-v1 (default
 #                                 <repo>/target/x86_64-unknown-linux-gnu/release, as
 #                                 hack/build-shim.sh builds it), first on the daemon's PATH
-#                TENT_IMAGE       image archive to import (default .cache/images/tent-test.tar;
-#                                 skipped with a warning if missing)
+#                TENT_IMAGE       image archive to import (default .cache/images/tent-test.tar,
+#                                 built with hack/build-image.sh first if missing; a TENT_IMAGE
+#                                 that names a missing file is skipped with a warning)
 #                TENT_CONTAINERD_LOG_LEVEL   daemon log level (default info)
 # Several daemons can run at once: every path and the CNI network name are unique
 # to DIR. Shim sockets live in /run/containerd/s (hashed by address, so no clashes).
@@ -57,6 +58,8 @@ DISABLED='"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zf
   "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri",
   "io.containerd.monitor.container.v1.restart", "io.containerd.grpc.v1.grpc-sandbox"'
 
+# restrict_oom_score_adj: the project's machines refuse a negative oom_score_adj even to root,
+# which CRI asks for pod sandboxes (docs/HOST.md).
 write_config() { # <ver> <dir>
   local ver="$1" d="$2" lvl="${TENT_CONTAINERD_LOG_LEVEL:-info}"
   local common="root = \"$d/root\"
@@ -128,6 +131,22 @@ TOML
   fi
 }
 
+DEFAULT_IMAGE="$REPO/.cache/images/tent-test.tar"
+# The default test image is built when missing (e.g. after hack/demo.sh alone, which builds its
+# own tent-demo.tar), so `up` followed by `ctr run ... tent-test:latest` works on a fresh clone.
+# A lock keeps concurrent `up`s (test binaries, several engineers) from building it twice.
+ensure_default_image() {
+  [[ -f "$DEFAULT_IMAGE" ]] && return 0
+  mkdir -p "$(dirname "$DEFAULT_IMAGE")"
+  (
+    flock -w 600 9 || die "timed out waiting for $DEFAULT_IMAGE.lock (another build of the test image?)"
+    [[ -f "$DEFAULT_IMAGE" ]] && exit 0
+    log "test image $DEFAULT_IMAGE missing: building it (hack/build-image.sh, a few seconds)"
+    bash "$REPO/hack/build-image.sh" --out "$DEFAULT_IMAGE" >/dev/null \
+      || die "hack/build-image.sh failed (see above); fix it, or set TENT_IMAGE to an existing image archive"
+  ) 9>"$DEFAULT_IMAGE.lock"
+}
+
 alive() { [[ -f "$1/containerd.pid" ]] && kill -0 "$(cat "$1/containerd.pid")" 2>/dev/null; }
 
 cmd_up() {
@@ -143,6 +162,8 @@ cmd_up() {
   [[ -x "$bindir/containerd" ]] || die "no containerd in '$bindir'"
   shimdir="${TENT_SHIM_DIR:-$REPO/target/x86_64-unknown-linux-gnu/release}"
   [[ -x "$shimdir/containerd-shim-tent-v1" ]] || log "WARNING: $shimdir/containerd-shim-tent-v1 not built yet (hack/build-shim.sh); runtime tent will fail"
+  image="${TENT_IMAGE:-$DEFAULT_IMAGE}"
+  [[ -n "${TENT_IMAGE:-}" ]] || ensure_default_image
 
   mkdir -p "$d"/{root,state,opt,bin}
   ln -sfn "$bindir/ctr" "$d/bin/ctr"
@@ -170,7 +191,6 @@ ENV
   ctr_at "$d" version >/dev/null 2>&1 || { tail -n 30 "$d/containerd.log" >&2; die "containerd did not answer within 30s (log: $d/containerd.log)"; }
   log "containerd $ver up: pid $pid, socket $d/containerd.sock"
 
-  image="${TENT_IMAGE:-$REPO/.cache/images/tent-test.tar}"
   if [[ -f "$image" ]]; then
     for ns in default k8s.io; do
       ctr_at "$d" -n "$ns" images import "$image" >/dev/null 2>"$d/import.err" \
@@ -178,7 +198,7 @@ ENV
     done
     log "imported $(basename "$image") into namespaces default and k8s.io"
   else
-    log "WARNING: $image missing (run hack/build-image.sh); no image imported"
+    log "WARNING: TENT_IMAGE=$image missing (build it with hack/build-image.sh --out $image); no image imported"
   fi
   echo "# hints:" >&2
   sed 's/^/#   /' "$d/env" >&2

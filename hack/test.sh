@@ -4,7 +4,7 @@
 #   hack/test.sh
 #
 # 1. Debian deps and containerd 1.6 / 1.7 / 2.1     (bash hack/install-deps.sh, bash hack/install-containerd.sh)
-# 2. cargo fmt --check, cargo clippy --all-targets -D warnings
+# 2. cargo fmt --check, cargo clippy --all-targets -D warnings; hack/bench/test_report.py
 # 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
 # 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
@@ -89,6 +89,11 @@ if [[ "${TENT_TEST_SKIP_LINT:-0}" != 1 ]]; then
   step "cargo clippy --all-targets -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
 else
   record "lint (TENT_TEST_SKIP_LINT=1)" skip 0
+fi
+if [[ -x /usr/bin/python3 ]]; then
+  step "bench report check (hack/bench/test_report.py)" /usr/bin/python3 hack/bench/test_report.py || true
+else
+  record "bench report check (no /usr/bin/python3)" skip 0
 fi
 
 step "cargo build --release" cargo build --release --workspace --exclude tent-shim || { summary; exit 1; }

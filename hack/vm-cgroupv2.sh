@@ -12,11 +12,15 @@
 #                    caller's environment: every TENT_*, RUST_* and CONTAINERD_* variable.
 #   --keep           keep the run folder (.cache/vm/runs/run.*) even on success
 #   --verbose        full kernel messages on the serial console (default: quiet)
+#   --heartbeat SECS while the command prints nothing, say every SECS what the VM is doing
+#                    (booting, or running with its last output line) on stderr (default
+#                    $TENT_VM_HEARTBEAT or 30; 0 = never)
 #   --setup-only     install what is missing and build the initramfs, then exit
 #
 # What it does:
 #   * installs what is missing (qemu-system-x86 from bookworm-backports to match qemu-utils,
-#     linux-image-amd64, busybox-static); the host's kernel and initramfs config are untouched
+#     linux-image-amd64, busybox-static, apparmor; the README's "What they install system-wide" lists
+#     the side effects); the host's running kernel and initramfs config are untouched
 #   * builds .cache/vm/initramfs-<kver>.cpio.gz (busybox + 9p/virtio/overlay modules + the
 #     /init in hack/vm/initramfs-init.sh), rebuilt only when its inputs change, and extracts
 #     .cache/vm/vmlinux-<kver> from the bzImage (PVH boot skips ~6 s of xz under TCG)
@@ -29,19 +33,23 @@
 #     /dev/null, and powers off
 #   * the result folder .cache/vm/runs/run.XXXXXX is shared read-write; it receives the
 #     command's output, exit status and boot times, and console.log (the serial console)
-#   * prints the command's output and exits with the command's exit status; 124 on timeout,
-#     125 if the VM failed before the command finished (the console log's tail is shown)
+#   * prints the command's output on stdout AS IT RUNS (whole lines, through a second serial
+#     port; the rest from the result folder at the end: the same bytes as before, once) and
+#     exits with the command's exit status; 124 on timeout, 125 if the VM failed before the
+#     command finished (the console log's tail is shown)
 # Software emulation: expect everything to be 50-100x slower than on the host; boot ~20 s.
 # Inside, put daemon state under /tmp, /run or /var/lib/containerd (tmpfs); the rest of the
 # root is an overlay, on which overlayfs snapshots cannot be stacked.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$REPO/.cache/vm"
+# Without symlinks: the result folder is mounted in the guest at the same path, and a symlinked
+# .cache (e.g. a git worktree sharing another checkout's cache) would not resolve there.
+CACHE="$(realpath -m "$REPO/.cache/vm")"
 log() { echo "vm-cgroupv2: $*" >&2; }
 die() { log "ERROR: $*"; exit 125; }
 
-TIMEOUT=900 MEM=4096 SMP=2 CWD="$REPO" KEEP=0 VERBOSE=0 SETUP_ONLY=0
+TIMEOUT=900 MEM=4096 SMP=2 CWD="$REPO" KEEP=0 VERBOSE=0 SETUP_ONLY=0 HEARTBEAT="${TENT_VM_HEARTBEAT:-30}"
 ENVS=()
 while (($#)); do
   case "$1" in
@@ -52,14 +60,16 @@ while (($#)); do
     --env) [[ "${2:-}" == *=* ]] || die "--env needs NAME=VALUE"; ENVS+=("$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
     --verbose) VERBOSE=1; shift ;;
+    --heartbeat) HEARTBEAT="${2:?--heartbeat needs SECS}"; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     --) shift; break ;;
     *) die "unknown argument '$1' (usage: $0 [--timeout SECS] -- <command...>)" ;;
   esac
 done
 ((SETUP_ONLY)) || (($#)) || die "no command given (usage: $0 [--timeout SECS] -- <command...>)"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds"
+[[ "$HEARTBEAT" =~ ^[0-9]+$ ]] || die "--heartbeat must be whole seconds"
 [[ "$(id -u)" == 0 ]] || die "must run as root (qemu reads the whole root file system)"
 
 # ---------------------------------------------------------------------------------- installs
@@ -120,12 +130,21 @@ ensure_kernel() {
   KVER="$(pick_kernel)"
   if [[ -z "$KVER" ]]; then
     apt_update
-    # Installs to /boot and /lib/modules only; the host keeps booting its own kernel.
+    # Installs to /boot and /lib/modules (plus initramfs-tools, udev, ... as dependencies); the
+    # host keeps running its own kernel, but a GRUB host's boot menu gets the new one.
     log "installing linux-image-amd64 (guest kernel)"
     DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" linux-image-amd64 >&2
     KVER="$(pick_kernel)"
   fi
   [[ -n "$KVER" ]] || die "no /boot/vmlinuz-*-amd64 with /lib/modules/<kver>/modules.dep"
+}
+
+# apparmor_parser loads the test profiles the guest's AppArmor (on in Debian's kernel) enforces.
+ensure_apparmor() {
+  if command -v apparmor_parser >/dev/null; then return 0; fi
+  apt_update
+  log "installing apparmor (apparmor_parser, for the AppArmor confinement tests in the guest)"
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" apparmor >&2
 }
 
 ensure_busybox() {
@@ -239,6 +258,7 @@ extract_vmlinux() {
 ensure_qemu
 ensure_kernel
 ensure_busybox
+ensure_apparmor
 command -v cpio >/dev/null || { apt_update; DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" cpio >&2; }
 mkdir -p "$CACHE/runs"
 # Failed or kept runs are left for inspection; forget them after a day.
@@ -269,10 +289,12 @@ APPEND="console=ttyS0 panic=-1 oops=panic cgroup_no_v1=all $QUIET tsc=reliable n
 APPEND+=" random.trust_cpu=on mitigations=off tent_results=$RUN tent_init=$REPO/hack/vm/guest-init.sh"
 
 CONSOLE="$RUN/console.log"
+LIVE="$RUN/live"   # the guest's /dev/ttyS1: the command's output, raw, as it is written
 # shellcheck disable=SC2054 # the commas are qemu option syntax
 QEMU=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM"
   -machine q35 -nodefaults -no-user-config -display none -no-reboot
-  -chardev "file,id=con,path=$CONSOLE" -serial chardev:con -monitor none
+  -chardev "file,id=con,path=$CONSOLE" -serial chardev:con
+  -chardev "file,id=live,path=$LIVE" -serial chardev:live -monitor none
   -nic none
   -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
@@ -286,12 +308,72 @@ qrc=0
 timeout -k 10 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$RUN/qemu.log" 2>&1 &
 QPID=$!
 trap 'log "interrupted: stopping the VM"; kill -TERM "$QPID" 2>/dev/null; wait "$QPID" 2>/dev/null; exit 130' INT TERM HUP
+
+# While the VM runs: print the command's output as it arrives in $LIVE (whole lines only, so
+# stderr lines never split one), and a heartbeat on stderr when it has been quiet for a while.
+SHOWN=0   # bytes of $LIVE printed so far
+CHUNK="$RUN/live.chunk"
+show_live() { # [all] : print what arrived since the last call (complete lines, or everything)
+  local size n bytes
+  size="$(stat -c %s "$LIVE" 2>/dev/null)" || return 0
+  ((size > SHOWN)) || return 0
+  # The new bytes into a file first: no pipe whose reader stops early (pipefail, set -e).
+  dd if="$LIVE" of="$CHUNK" iflag=skip_bytes,count_bytes skip="$SHOWN" count="$((size - SHOWN))" \
+    bs=64K status=none
+  bytes="$(stat -c %s "$CHUNK")"
+  if [[ "${1:-}" != all ]]; then
+    n="$(wc -l <"$CHUNK")"
+    ((n > 0)) || return 0
+    bytes="$(head -n "$n" "$CHUNK" | wc -c)"
+  fi
+  head -c "$bytes" "$CHUNK"
+  SHOWN=$((SHOWN + bytes))
+  QUIET_SINCE=$SECONDS
+}
+heartbeat() {
+  local what last up
+  if ((SHOWN > 0)); then
+    last="$(tail -c 2000 "$LIVE" | tr -d '\r' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-120 || true)"
+    what="running, no output for $((SECONDS - QUIET_SINCE))s; last line: $last"
+  elif up="$(grep -ao 'init started at [0-9.]*s' "$CONSOLE" 2>/dev/null | tail -n 1)" && [[ -n "$up" ]]; then
+    what="guest up (its init ${up#init } of guest uptime), command running, no output yet"
+  else
+    what="booting the guest kernel (TCG: ~10-25 s)"
+  fi
+  log "[+$((SECONDS - START))s of ${TIMEOUT}s] ${CMD_SHORT}: $what"
+}
+START=$SECONDS QUIET_SINCE=$SECONDS
+CMD_SHORT="$(printf '%s ' "${@##*/}" | cut -c1-60)"; CMD_SHORT="${CMD_SHORT% }"
+beat=$SECONDS
+vm_running() { # qemu's `timeout` neither reaped nor a zombie
+  local st
+  st="$(cut -d' ' -f3 "/proc/$QPID/stat" 2>/dev/null)" && [[ -n "$st" && "$st" != Z ]]
+}
+while vm_running; do
+  show_live
+  if ((HEARTBEAT > 0 && SECONDS - QUIET_SINCE >= HEARTBEAT && SECONDS - beat >= HEARTBEAT)); then
+    heartbeat; beat=$SECONDS
+  fi
+  sleep 1
+done
 wait "$QPID" || qrc=$?
 trap - INT TERM HUP
 T1="$(date +%s.%N)"
 WALL="$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f", b - a }')"
 
-if [[ -f "$RUN/output" ]]; then cat "$RUN/output"; fi
+# The rest: from the result folder (the live copy may lack the last bytes if the VM stopped
+# before the UART sent them), else whatever the live copy has.
+show_live
+if [[ -f "$RUN/output" ]]; then
+  if ((SHOWN == 0)) || cmp -s -n "$SHOWN" "$LIVE" "$RUN/output"; then
+    tail -c "+$((SHOWN + 1))" "$RUN/output"
+  else
+    log "WARNING: the streamed output differs from $RUN/output; the whole file follows"
+    cat "$RUN/output"
+  fi
+else
+  show_live all
+fi
 show_console() {
   log "---- qemu:"; tail -n 20 "$RUN/qemu.log" >&2 || true
   log "---- serial console (last 60 lines of $CONSOLE):"; tail -n 60 "$CONSOLE" >&2 || true

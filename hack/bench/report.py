@@ -41,11 +41,25 @@ def timing_cell(res, rt, fmt, what=""):
     return f"{rt}: failed — {err[:160]}", None
 
 
+def fmt_ratio(q, target):
+    """q with 3 decimals, more if needed so that the printed figure agrees with `q <= target`.
+
+    The status compares the exact ratio; a ratio just above the target must not print as the
+    target itself (0.4004 is "0.4004", not "0.400", next to "≤ 0.4 ❌"). A ratio at or below the
+    target never rounds above it, since targets have at most 3 decimals.
+    """
+    for d in range(3, 10):
+        txt = f"{q:.{d}f}"
+        if (q <= target) == (float(txt) <= target):
+            return txt
+    return repr(q)
+
+
 def ratio_cells(t, b, target):
     if t is None or b is None or not b:
         return "—", "n/a"
     q = t / b
-    return f"{q:.2f}", ("✅ met" if q <= target else "❌ missed")
+    return fmt_ratio(q, target), ("✅ met" if q <= target else "❌ missed")
 
 
 def rows(data):
@@ -183,7 +197,7 @@ def chart(data, path):
             ax.text(i, 0.05, "n/a", ha="center", rotation=90, fontsize=9, color="gray")
         else:
             ax.bar(i, q, color="tab:green" if q <= tgt else "tab:red", width=0.6)
-            ax.text(i, q, f"{q:.2f}", ha="center", va="bottom", fontsize=8)
+            ax.text(i, q, fmt_ratio(q, tgt), ha="center", va="bottom", fontsize=8)
         ax.hlines(tgt, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(range(len(labels)), labels)

@@ -59,18 +59,32 @@ if ! setup; then
 fi
 
 # Output goes to tmpfs first (9p writes are slow), is streamed to the serial console (so the
-# host's console log shows progress even if the VM is killed), then copied to the result folder.
-# No pipe: a daemon the command leaves running must not keep us waiting for EOF.
+# host's console log shows progress even if the VM is killed) and, byte for byte, to the second
+# serial port, whose host side (a file) hack/vm-cgroupv2.sh prints as it grows; then it is
+# copied to the result folder.
+# No pipe from the command: a daemon it leaves running must not keep us waiting for EOF.
+stream() { # <pid> <file> : follow the file until the process is gone
+  local follow=(tail -n +1 -s 0.5 -f --pid="$1" "$2")
+  # ttyS1 raw (no \r added to \n, no echo), so the host's copy equals the output file.
+  if { exec 3>/dev/ttyS1 && stty raw -echo <&3; } 2>/dev/null; then
+    "${follow[@]}" 2>/dev/null | tee /dev/fd/3 >/dev/console 2>&1
+  else
+    console "no second serial port (/dev/ttyS1): output only on the console"
+    "${follow[@]}" >/dev/console 2>&1
+  fi
+}
 cd /
 set +e
 out=/run/tent-vm/output
 : >"$out"
 bash "$R/cmd.sh" </dev/null >"$out" 2>&1 &
 pid=$!
-tail -n +1 -s 0.5 -f --pid="$pid" "$out" >/dev/console 2>&1 &
+stream "$pid" "$out" &
+spid=$!
 wait "$pid"
 rc=$?
-sleep 0.6
+# The follower's last read comes within 0.5 s; closing ttyS1 waits until the UART has sent it.
+for ((i = 0; i < 100; i++)); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
 cp "$out" "$R/output"
 read -r up _ </proc/uptime
 echo "$up" >"$R/end-seconds"

@@ -10,7 +10,7 @@
 #                      TENT_V2_TESTS (names of integration/tests/*.rs, default "cgroups
 #                      cgroupv2 pause update metrics oom cleanup exec") and
 #                      TENT_V2_RUNTIME_TESTS (the runtime's root suites, runtime/tests/*.rs,
-#                      default "run lifecycle ops escapes"; they run first).
+#                      default "run lifecycle ops escapes devices_v2"; they run first).
 #                      The shim, tent-testbin and the test image are NOT built: run
 #                      hack/test.sh once (or hack/build-shim.sh and hack/build-image.sh).
 #   <libtest args>     passed to every binary after the filter (e.g. --nocapture, --exact)
@@ -22,7 +22,8 @@
 #   TENT_*, RUST_*, CONTAINERD_* of the caller are passed into the VM; TENT_CGROUP_V2=1 is set
 #   there. A TENT_IT_ROOT directory is created inside the VM (on tmpfs).
 # Every binary runs, in the given order, even after a failure; libtest's own output (with its
-# "test result:" lines) is printed. Exit status: 0 if every binary passed, 1 if any failed,
+# "test result:" lines) is printed as the tests run, with a heartbeat on stderr while they are
+# quiet (TENT_VM_HEARTBEAT seconds, default 30; see hack/vm-cgroupv2.sh). Exit status: 0 if every binary passed, 1 if any failed,
 # 124 if the VM timed out, 125 if the VM failed.
 set -euo pipefail
 
@@ -79,7 +80,7 @@ build_set() {
   v2_bins+=("${got[@]}")
 }
 if ((n == 0)); then
-  read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes}"
+  read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes devices_v2}"
   read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup exec}"
   v2_bins=()
   build_set tent-runtime "${rt_names[@]}"

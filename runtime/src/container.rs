@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
+use crate::profile::Profile;
 use crate::state::State;
 use crate::sync::{Channel, InitConfig, Message};
 use crate::{hostfs, pidfd, spec, CreateRequest, InitExe};
@@ -31,6 +32,8 @@ pub(crate) struct Handle {
     pub(crate) console: Option<OwnedFd>,
     /// How the container's processes are confined; execs derive theirs from it.
     pub(crate) confinement: Confinement,
+    /// The profile the container was created under; execs are checked against it.
+    pub(crate) profile: Profile,
 }
 
 /// Everything `create` made so far, undone on failure.
@@ -65,7 +68,8 @@ pub(crate) fn create(req: CreateRequest<'_>) -> Result<(i32, Handle)> {
             format!("invalid container id {:?}", req.id),
         ));
     }
-    let loaded = spec::load(req.bundle)?;
+    req.profile.validate()?;
+    let loaded = spec::load(req.bundle, req.profile)?;
     let rootfs = spec::rootfs_path(&loaded.spec, req.bundle);
     if req.rootfs_mounts.is_empty() && !rootfs.is_dir() {
         return Err(Error::spec(
@@ -159,6 +163,7 @@ fn create_inner(
         cgroup_v1,
         cgroup_v2: is_v2(),
         cgroup_join,
+        rootfs_nosuid_nodev: loaded.confinement.hardening.rootfs_nosuid_nodev,
         confinement: loaded.confinement.clone(),
     };
     ch.send(&Message::Config(Box::new(cfg)), &[stdin.as_raw_fd()])?;
@@ -226,6 +231,7 @@ fn create_inner(
         init_exe: req.init_exe.clone(),
         console,
         confinement: loaded.confinement.clone(),
+        profile: req.profile.clone(),
     };
     Ok((pid, handle))
 }

@@ -74,6 +74,7 @@ impl Drop for Undo {
 /// Caller side of [`crate::Container::exec`]. Blocking.
 pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
     process::validate(req.process)?;
+    h.profile.check_process(req.process)?;
     let confinement = h.confinement.for_exec(req.process)?;
     let terminal = req.process.terminal() == Some(true);
     let not_running = || {

@@ -33,17 +33,21 @@ mod namespaces;
 mod pathsafe;
 mod pidfd;
 mod process;
+mod profile;
 mod spec;
 mod sync;
+mod sysctl;
 // The container's side of the fork (and what only it uses).
 mod child;
 mod rootfs;
 mod tty;
 
+pub use cgroups::devices::{install_v2_filter, v2_filters, Installed};
 pub use cgroups::oom::OomWatcher;
 pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
+pub use profile::{Allow, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +75,8 @@ pub struct CreateRequest<'a> {
     pub rootfs_mounts: &'a [RootfsMount],
     pub stdio: Stdio,
     pub init_exe: &'a InitExe,
+    /// How far the container may reach (tent's profile; `Profile::default()` is `tent`).
+    pub profile: &'a Profile,
 }
 
 /// What the caller asks for in [`Container::exec`].
@@ -164,8 +170,9 @@ impl Container {
         self.handle.cgroup.is_frozen()
     }
 
-    /// New memory/cpu/pids limits; validated first ([`ErrorKind::InvalidArgument`]
-    /// naming the field), all or nothing.
+    /// New memory/cpu/pids limits and, on cgroup v2, device rules (a new device
+    /// program); validated first ([`ErrorKind::InvalidArgument`] naming the
+    /// field), all or nothing.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         cgroups::resources::update(&self.handle.cgroup, resources)
     }

@@ -2,8 +2,8 @@
 //! resolved through a file descriptor, never by string, so a symlink planted in
 //! an image (or swapped in by a race) cannot lead outside the root, and a mount
 //! over part of `/proc` cannot redirect a write. Used by the container's own
-//! mounts ([`crate::rootfs`]), containerd's rootfs mounts on the host
-//! ([`crate::hostfs`]), sysctls and process setup (`oom_score_adj`).
+//! mounts (`rootfs.rs`), containerd's rootfs mounts on the host
+//! (`hostfs.rs`), sysctls and process setup (`oom_score_adj`).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};

@@ -18,7 +18,7 @@ use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 
 use crate::error::{Error, Result};
 use crate::mounts::{parse_options, propagation};
-use crate::pathsafe::{ensure_target, fd_path, mkdir_all, open_in_root, open_proc, relative};
+use crate::pathsafe::{ensure_target, fd_path, mkdir_all, open_in_root, relative};
 use crate::sync::InitConfig;
 
 const NONE: Option<&str> = None;
@@ -83,6 +83,16 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
         NONE,
         || format!("bind rootfs {}", cfg.rootfs),
     )?;
+    if cfg.rootfs_nosuid_nodev {
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | kept_flags(&cfg.rootfs);
+        mnt(NONE, &cfg.rootfs, NONE, flags, NONE, || {
+            format!("remount rootfs {} nosuid,nodev", cfg.rootfs)
+        })?;
+    }
     let root = nix::fcntl::open(
         cfg.rootfs.as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -90,9 +100,13 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
     )
     .map_err(|e| Error::sys(format!("open rootfs {}", cfg.rootfs), e))?;
 
+    // Checked at create: set only where SELinux is enabled.
+    let mount_label = linux
+        .and_then(|l| l.mount_label().as_deref())
+        .filter(|l| !l.is_empty());
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_one(&root, cfg, m).map_err(|e| match e {
+        mount_one(&root, cfg, m, mount_label).map_err(|e| match e {
             Error::Sys { step, source } => Error::sys(
                 format!("mounts[{i}] ({}): {step}", m.destination().display()),
                 source,
@@ -129,10 +143,21 @@ fn refuse_symlink(what: String) -> impl FnOnce(Error) -> Error {
     }
 }
 
-fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount) -> Result<()> {
+/// File systems that take no SELinux `context=` option from `linux.mountLabel`.
+const UNLABELLED: &[&str] = &["proc", "sysfs", "cgroup", "cgroup2", "mqueue"];
+
+fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount, label: Option<&str>) -> Result<()> {
     let dest = relative(m.destination());
     let typ = m.typ().as_deref().unwrap_or("none");
-    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let mut opts = parse_options(m.options().as_deref().unwrap_or_default());
+    if let Some(label) = label.filter(|_| !opts.is_bind() && !UNLABELLED.contains(&typ)) {
+        let context = format!("context=\"{label}\"");
+        opts.data = if opts.data.is_empty() {
+            context
+        } else {
+            format!("{},{context}", opts.data)
+        };
+    }
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let strict = if must_be_plain(&dest, typ) {
         ResolveFlag::RESOLVE_NO_SYMLINKS
@@ -388,30 +413,6 @@ pub fn pivot(root: &OwnedFd) -> Result<()> {
     )?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
-}
-
-/// Writes `linux.sysctl` through a verified procfs handle (CVE-2025-52881).
-pub fn write_sysctls(spec: &Spec) -> Result<()> {
-    use std::io::Write;
-    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
-        return Ok(());
-    };
-    for (key, value) in sysctls {
-        if key.contains("..") || key.contains('/') && key.contains('.') {
-            return Err(Error::spec("linux.sysctl", format!("invalid key {key:?}")));
-        }
-        let rel = format!("sys/{}", key.replace('.', "/"));
-        let path = format!("/proc/{rel}");
-        let fd = open_proc(&rel, OFlag::O_WRONLY).map_err(|e| match e {
-            Error::Sys { step, source } => Error::sys(format!("linux.sysctl: {step}"), source),
-            Error::InvalidSpec { reason, .. } => Error::spec("linux.sysctl", reason),
-            other => other,
-        })?;
-        std::fs::File::from(fd)
-            .write_all(value.as_bytes())
-            .map_err(|e| Error::io("linux.sysctl: write", &path, e))?;
-    }
-    Ok(())
 }
 
 /// Opens an existing path inside the (pivoted) root without following a final

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
 use crate::process::{self, rlimit_resource};
+use crate::profile::Profile;
 
 /// A parsed and validated bundle config. `raw` is what the init re-parses, so the
 /// init sees exactly the JSON the caller validated.
@@ -25,11 +26,12 @@ const NAMESPACE_TYPES: &[&str] = &[
 ];
 
 /// Reads and validates `<bundle>/config.json`.
-pub fn load(bundle: &Path) -> Result<LoadedSpec> {
+pub fn load(bundle: &Path, profile: &Profile) -> Result<LoadedSpec> {
     let path = bundle.join("config.json");
     let raw = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
     let spec = parse(&raw)?;
-    let confinement = Confinement::for_init(&spec)?;
+    let hardening = profile.check_spec(&spec)?;
+    let confinement = Confinement::for_init(&spec, hardening)?;
     Ok(LoadedSpec {
         spec,
         raw,
@@ -50,6 +52,7 @@ pub fn parse(raw: &str) -> Result<Spec> {
 
 /// Checks that serde would only report vaguely (enum names) so the error names the field.
 fn precheck_raw(value: &Value) -> Result<()> {
+    crate::cgroups::devices::precheck_raw(value)?;
     if let Some(nss) = value.pointer("/linux/namespaces").and_then(Value::as_array) {
         for (i, ns) in nss.iter().enumerate() {
             let typ = ns.get("type").and_then(Value::as_str).unwrap_or("");
@@ -152,6 +155,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         if let Some(cg) = linux.cgroups_path() {
             crate::cgroups::CgroupPath::parse(&cg.to_string_lossy(), "x")?;
         }
+        crate::sysctl::validate(spec)?;
     }
     Ok(())
 }
@@ -187,10 +191,10 @@ mod tests {
             json_merge(&mut v, &patch);
             let spec: Spec = serde_json::from_value(v).expect("spec");
             let err = validate(&spec)
-                .and_then(|()| Confinement::for_init(&spec).map(|_| ()))
+                .and_then(|()| Confinement::for_init(&spec, Default::default()).map(|_| ()))
                 .expect_err(needle);
             assert!(err.to_string().contains(needle), "{err}");
-            assert_eq!(err.kind(), crate::ErrorKind::Unimplemented);
+            assert_ne!(err.kind(), crate::ErrorKind::Internal, "{err}");
         };
         check(
             serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO",

@@ -39,6 +39,8 @@ pub struct InitConfig {
     pub cgroup_v2: bool,
     /// How stage 1 puts itself (v1) or stage 2 (v2) into the container's cgroup.
     pub cgroup_join: crate::cgroups::Join,
+    /// Mount the rootfs `nosuid,nodev` (tent's profile).
+    pub rootfs_nosuid_nodev: bool,
     /// How the workload is confined.
     pub confinement: Confinement,
 }

@@ -1,4 +1,4 @@
-//! Regression tests for the container escapes of DESIGN §4: one test per CVE,
+//! Regression tests for the container escapes listed in `docs/SECURITY.md`: one test per CVE,
 //! named after it. Each builds the malicious bundle the CVE needs and asserts the
 //! escape does not happen (no host file written or mounted over, or creation
 //! fails with an error naming the path) and that nothing is left behind.
@@ -103,6 +103,7 @@ fn create(
             stderr: dup(out),
         },
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
 }
 
@@ -833,6 +834,58 @@ fn cve_2026_41579(exe: &InitExe) {
     create_fails(&b, exe, &[], "/dev: not a plain directory");
 }
 
+/// Host sysctls through `linux.sysctl` (runc's rules): a key that is not
+/// namespaced (`kernel.core_pattern` is a host escape on its own, `vm.*`,
+/// `fs.*`), a `net.*` key without a private network namespace, or an IPC key
+/// without a private IPC namespace is refused at create, naming the key, before
+/// anything exists; the host's values stay as they were.
+fn host_sysctls(exe: &InitExe) {
+    let read = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/")))
+            .unwrap_or_else(|e| panic!("read host sysctl {k}: {e}"))
+    };
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "kernel.core_pattern",
+            "|/tmp/tent-escape %p",
+            &[],
+            "not in a separate kernel namespace",
+        ),
+        (
+            "vm.overcommit_memory",
+            "1",
+            &[],
+            "not in a separate kernel namespace",
+        ),
+        (
+            "fs.file-max",
+            "1234",
+            &[],
+            "not in a separate kernel namespace",
+        ),
+        (
+            "net.ipv4.ip_forward",
+            "1",
+            &["network"],
+            "host's network namespace",
+        ),
+        ("kernel.shmmni", "17", &["ipc"], "host's IPC namespace"),
+    ];
+    for (i, (key, value, drop_ns, want)) in cases.iter().enumerate() {
+        let before = read(key);
+        let b = Bundle::new(&format!("sysctl{i}"));
+        let mut spec = spec_sh("true");
+        spec["linux"]["sysctl"] = json!({ *key: value });
+        if let Some(nss) = spec["linux"]["namespaces"].as_array_mut() {
+            nss.retain(|n| !drop_ns.contains(&n["type"].as_str().unwrap_or_default()));
+        }
+        b.write_config(&spec);
+        let msg = create_fails(&b, exe, &[], want);
+        assert!(msg.contains(key), "the error must name {key}: {msg}");
+        assert_eq!(read(key), before, "host sysctl {key} changed");
+    }
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -857,6 +910,7 @@ fn main() {
         ("cve_2025_52565", cve_2025_52565),
         ("cve_2025_52881", cve_2025_52881),
         ("cve_2026_41579", cve_2026_41579),
+        ("host_sysctls", host_sysctls),
     ];
     common::run_suite("escape", tests);
 }

@@ -30,6 +30,7 @@ fn create(b: &Bundle, exe: &InitExe, mounts: &[RootfsMount], stdout: Option<Owne
             stderr: None,
         },
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
     .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
 }
@@ -176,6 +177,7 @@ fn setup_failure_is_a_create_error(exe: &InitExe) {
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     });
     match created {
         Err(e) => {
@@ -193,6 +195,97 @@ fn setup_failure_is_a_create_error(exe: &InitExe) {
     b.assert_clean();
 }
 
+/// tent's default profile: no_new_privileges forced on and the rootfs
+/// `nosuid,nodev`, even for a spec that asks for neither; a dangerous
+/// capability or the host's network namespace refused with the pod field
+/// named, nothing left behind; `compat` runs the same spec as runc would.
+fn tent_profile(exe: &InitExe) {
+    let script =
+        "grep NoNewPrivs /proc/self/status; awk '$5 == \"/\" {print $6}' /proc/self/mountinfo";
+    let run = |b: &Bundle, profile: &tent_runtime::Profile| -> String {
+        let (r, w) = pipe_stdout();
+        let mut c = Container::create(CreateRequest {
+            id: &b.id,
+            bundle: &b.dir,
+            rootfs_mounts: &[],
+            stdio: Stdio {
+                stdin: None,
+                stdout: Some(w),
+                stderr: None,
+            },
+            init_exe: exe,
+            profile,
+        })
+        .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
+        c.start().expect("start");
+        wait_for(c.pid());
+        c.destroy().expect("destroy");
+        read_all(r)
+    };
+    let tent = tent_runtime::Profile::default();
+    let compat = tent_runtime::Profile {
+        mode: tent_runtime::Mode::Compat,
+        ..tent_runtime::Profile::default()
+    };
+    let b = Bundle::new("profile");
+    let mut spec = default_spec(&["sh", "-c", script]);
+    spec["process"]["noNewPrivileges"] = json!(false);
+    spec["root"]["readonly"] = json!(false);
+    b.write_config(&spec);
+    let out = run(&b, &tent);
+    assert!(out.contains("NoNewPrivs:\t1"), "tent: {out:?}");
+    let root_opts = out.lines().last().unwrap_or_default();
+    assert!(
+        root_opts.contains("nosuid") && root_opts.contains("nodev"),
+        "tent rootfs: {out:?}"
+    );
+    let out = run(&b, &compat);
+    assert!(out.contains("NoNewPrivs:\t0"), "compat: {out:?}");
+    let root_opts = out.lines().last().unwrap_or_default();
+    assert!(!root_opts.contains("nosuid"), "compat rootfs: {out:?}");
+    b.assert_clean();
+
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), field: &str| {
+        let b = Bundle::new("profile-refused");
+        let mut spec = default_spec(&["true"]);
+        edit(&mut spec);
+        b.write_config(&spec);
+        let e = Container::create(CreateRequest {
+            id: &b.id,
+            bundle: &b.dir,
+            rootfs_mounts: &[],
+            stdio: Stdio::default(),
+            init_exe: exe,
+            profile: &tent,
+        })
+        .map(|_| ())
+        .expect_err(field);
+        assert!(e.to_string().starts_with(field), "{e}");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        b.assert_clean();
+        // compat runs it.
+        let out = run(&b, &compat);
+        assert_eq!(out, "", "compat run of the refused spec");
+        b.assert_clean();
+    };
+    refused(
+        &|s| {
+            if let Some(caps) = s["process"]["capabilities"]["bounding"].as_array_mut() {
+                caps.push(json!("CAP_SYS_ADMIN"));
+            }
+        },
+        "securityContext.capabilities.add: CAP_SYS_ADMIN",
+    );
+    refused(
+        &|s| {
+            if let Some(nss) = s["linux"]["namespaces"].as_array_mut() {
+                nss.retain(|n| n["type"] != "network");
+            }
+        },
+        "hostNetwork: ",
+    );
+}
+
 fn unsupported_user_namespace(exe: &InitExe) {
     let b = Bundle::new("userns");
     let mut spec = default_spec(&["true"]);
@@ -206,6 +299,7 @@ fn unsupported_user_namespace(exe: &InitExe) {
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &tent_runtime::Profile::default(),
     })
     .expect_err("user namespace");
     assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
@@ -227,6 +321,7 @@ fn main() {
             setup_failure_is_a_create_error,
         ),
         ("unsupported_user_namespace", unsupported_user_namespace),
+        ("tent_profile", tent_profile),
     ];
     common::run_suite("lifecycle", tests);
 }

@@ -15,7 +15,9 @@ use common::{default_spec, Bundle, TestFn};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
-use tent_runtime::{Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Stdio};
+use tent_runtime::{
+    Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Mode, Profile, Stdio,
+};
 
 fn runtime_default() -> Value {
     let text = include_str!("fixtures/seccomp-runtime-default-amd64.json");
@@ -53,6 +55,15 @@ fn output_pipe() -> (OwnedFd, Stdio) {
     )
 }
 
+/// runc's semantics (tent's `compat` profile): the spec's CAP_SYS_ADMIN and
+/// no_new_privileges as they are.
+fn compat() -> Profile {
+    Profile {
+        mode: Mode::Compat,
+        ..Profile::default()
+    }
+}
+
 fn create(b: &Bundle, exe: &InitExe, stdio: Stdio) -> Container {
     Container::create(CreateRequest {
         id: &b.id,
@@ -60,6 +71,7 @@ fn create(b: &Bundle, exe: &InitExe, stdio: Stdio) -> Container {
         rootfs_mounts: &[],
         stdio,
         init_exe: exe,
+        profile: &compat(),
     })
     .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
 }
@@ -216,6 +228,7 @@ fn uncompilable_profile_fails_create(exe: &InitExe) {
         rootfs_mounts: &[],
         stdio: Stdio::default(),
         init_exe: exe,
+        profile: &compat(),
     })
     .expect_err("ppc64le");
     assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");

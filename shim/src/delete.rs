@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use containerd_shim_protos::api::DeleteResponse;
-use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::protobuf::Message;
 
 use crate::args::Flags;
 use crate::error::{Error, Result};
@@ -20,17 +19,10 @@ pub fn delete(flags: &Flags) -> Result<()> {
         PathBuf::from(&flags.bundle)
     };
     let pid = tent_runtime::cleanup_bundle(&bundle, &flags.id)?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
     let response = DeleteResponse {
         pid: pid.unwrap_or(0) as u32,
         exit_status: 128 + libc::SIGKILL as u32,
-        exited_at: MessageField::some(Timestamp {
-            seconds: now.as_secs() as i64,
-            nanos: now.subsec_nanos() as i32,
-            ..Default::default()
-        }),
+        exited_at: crate::events::timestamp(SystemTime::now()),
         ..Default::default()
     };
     let bytes = response

@@ -8,9 +8,22 @@ pub enum Error {
     #[error("{0}")]
     Runtime(#[from] tent_runtime::Error),
     #[error("container {0} not found")]
-    NotFound(String),
+    ContainerNotFound(String),
+    #[error("exec {exec_id} not found in container {container_id}")]
+    ExecNotFound {
+        container_id: String,
+        exec_id: String,
+    },
     #[error("container {0} already exists")]
-    AlreadyExists(String),
+    ContainerExists(String),
+    #[error("exec {exec_id} already exists in container {container_id}")]
+    ExecExists {
+        container_id: String,
+        exec_id: String,
+    },
+    /// Signalling a process that has exited (containerd expects NOT_FOUND).
+    #[error("{process}: process already finished")]
+    Finished { process: String },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
@@ -35,6 +48,11 @@ impl Error {
         }
     }
 
+    /// True for errors containerd sees as NOT_FOUND (from the shim or the runtime).
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Code::NOT_FOUND
+    }
+
     fn code(&self) -> Code {
         match self {
             Error::Runtime(e) => match e.kind() {
@@ -44,8 +62,10 @@ impl Error {
                 ErrorKind::Unimplemented => Code::UNIMPLEMENTED,
                 ErrorKind::Internal => Code::INTERNAL,
             },
-            Error::NotFound(_) => Code::NOT_FOUND,
-            Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            Error::ContainerNotFound(_) | Error::ExecNotFound { .. } | Error::Finished { .. } => {
+                Code::NOT_FOUND
+            }
+            Error::ContainerExists(_) | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
@@ -72,3 +92,57 @@ impl From<Error> for ttrpc::Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: Error) -> (Code, String) {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => (s.code(), s.message),
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookups_and_finished_processes_read_as_sentences_with_their_codes() {
+        let (container_id, exec_id) = ("c1".to_string(), "e1".to_string());
+        assert_eq!(
+            status(Error::ContainerNotFound("c1".into())),
+            (Code::NOT_FOUND, "container c1 not found".into())
+        );
+        assert_eq!(
+            status(Error::ExecNotFound {
+                container_id: container_id.clone(),
+                exec_id: exec_id.clone(),
+            }),
+            (Code::NOT_FOUND, "exec e1 not found in container c1".into())
+        );
+        assert_eq!(
+            status(Error::ExecExists {
+                container_id,
+                exec_id
+            }),
+            (
+                Code::ALREADY_EXISTS,
+                "exec e1 already exists in container c1".into()
+            )
+        );
+        assert_eq!(
+            status(Error::Finished {
+                process: "container c1".into()
+            }),
+            (
+                Code::NOT_FOUND,
+                "container c1: process already finished".into()
+            )
+        );
+    }
+
+    #[test]
+    fn io_errors_keep_their_cause() {
+        let io = Error::io("open stdout /x", std::io::Error::other("gone"));
+        assert!(!io.is_not_found());
+        assert_eq!(status(io), (Code::INTERNAL, "open stdout /x: gone".into()));
+    }
+}

@@ -8,12 +8,13 @@
 //! of heap plus a 140 KiB block that would stay resident in every shim.
 
 use std::os::fd::IntoRawFd;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use containerd_shim_protos::events::task::TaskOOM;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{Client, EventsClient};
@@ -25,6 +26,33 @@ use tokio::sync::mpsc;
 pub trait EventSink: Send + Sync {
     /// Publishes one encoded event; failures are logged, never fatal to the task.
     async fn publish(&self, topic: &str, payload: Vec<u8>);
+}
+
+/// Encodes `event` and hands it to `sink` (encoding failures are logged).
+pub async fn send<M: Message>(sink: &dyn EventSink, topic: &str, event: M) {
+    match event.write_to_bytes() {
+        Ok(payload) => sink.publish(topic, payload).await,
+        Err(e) => log::warn!("encode event {topic}: {e}"),
+    }
+}
+
+/// `/tasks/oom` for container `id`.
+pub async fn send_oom(sink: &dyn EventSink, id: &str) {
+    let event = TaskOOM {
+        container_id: id.to_string(),
+        ..Default::default()
+    };
+    send(sink, topics::TASK_OOM_EVENT_TOPIC, event).await;
+}
+
+/// A protobuf timestamp (as events and replies carry them).
+pub fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    MessageField::some(Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    })
 }
 
 /// Type URL (full protobuf name) of the event published on `topic`.

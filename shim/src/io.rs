@@ -14,6 +14,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::logger::{self, Owner};
 
 /// What containerd asked for.
 #[derive(Debug, Clone, Default)]
@@ -38,13 +39,6 @@ impl StdinCloser {
             let _ = tx.send(());
         }
     }
-}
-
-/// Who the streams belong to (for `binary://` loggers).
-#[derive(Debug, Clone, Copy)]
-pub struct Owner<'a> {
-    pub container_id: &'a str,
-    pub namespace: &'a str,
 }
 
 /// The opened streams of one process.
@@ -74,7 +68,7 @@ pub fn open(
         (Some(read_end), Some(closer))
     };
     let (stdout, stderr) = if paths.stdout.starts_with("binary://") {
-        let (out, err) = crate::logger::spawn(&paths.stdout, owner)?;
+        let (out, err) = logger::spawn(&paths.stdout, owner)?;
         (Some(out), Some(err))
     } else {
         (

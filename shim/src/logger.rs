@@ -11,10 +11,16 @@ use std::process::{Command, Stdio};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::error::{Error, Result};
-use crate::io::Owner;
 
 /// fds below this are left alone when moving the child's fds into place.
 const HIGH_FD: i32 = 16;
+
+/// Who the streams belong to (`CONTAINER_ID`, `CONTAINER_NAMESPACE`).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub container_id: &'a str,
+    pub namespace: &'a str,
+}
 
 /// Parsed `binary:///path?key=value&flag`.
 #[derive(Debug, PartialEq, Eq)]

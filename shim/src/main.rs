@@ -4,7 +4,9 @@
 //! The same binary is also the container init: a sealed copy of it is re-executed
 //! for every container, and that check comes first, before any thread exists.
 
+mod address;
 mod args;
+mod config;
 mod console;
 mod delete;
 mod error;
@@ -15,10 +17,17 @@ mod memory;
 mod metrics;
 mod oom;
 mod process;
+mod registry;
+mod runtime;
 mod server;
 mod service;
+mod shim;
+mod shimlog;
 mod start;
 mod task;
+
+#[cfg(test)]
+mod fake;
 
 use std::io::Write;
 

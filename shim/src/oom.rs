@@ -4,6 +4,9 @@
 //! removal; v2: every `memory.events` change), and v1 fires when the OOM starts,
 //! before the kill is counted. So the `oom_kill` counter decides, and the init's exit
 //! checks it once more before `/tasks/exit` (the watch may not have run yet).
+//!
+//! The watch needs only the event sink: it ends when its task is deleted
+//! ([`OomMonitor::close`]) or the cgroup is gone.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,23 +15,25 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::watch;
 
-use crate::service::Shim;
+use crate::events::{self, EventSink};
+use crate::runtime::OomCounter;
 
 /// How long a wake-up waits for the kill to be counted.
 const COUNT_GRACE: Duration = Duration::from_millis(200);
 
-struct Watched(tent_runtime::OomWatcher);
+struct Watched(Box<dyn OomCounter>);
 
 impl AsRawFd for Watched {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.fd().as_raw_fd()
+        self.0.as_fd().as_raw_fd()
     }
 }
 
 impl AsFd for Watched {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.fd()
+        self.0.as_fd()
     }
 }
 
@@ -36,6 +41,7 @@ impl AsFd for Watched {
 pub struct OomMonitor {
     fd: AsyncFd<Watched>,
     seen: AtomicU64,
+    closed: watch::Sender<bool>,
 }
 
 impl OomMonitor {
@@ -49,13 +55,22 @@ impl OomMonitor {
                 .compare_exchange(seen, kills, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok())
     }
+
+    /// Ends the watch (the task is deleted): no `/tasks/oom` after this.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
 }
 
 /// Starts watching; the watch ends when the container's cgroup is gone.
 pub fn watch(
-    shim: Arc<Shim>,
+    events: Arc<dyn EventSink>,
     id: String,
-    watcher: tent_runtime::OomWatcher,
+    watcher: Box<dyn OomCounter>,
 ) -> Option<Arc<OomMonitor>> {
     let seen = AtomicU64::new(watcher.oom_kills().unwrap_or(0));
     // SAFETY: the AsyncFd owns the watcher, whose fd stays open and the same until drop.
@@ -71,11 +86,20 @@ pub fn watch(
             return None;
         }
     };
-    let monitor = Arc::new(OomMonitor { fd, seen });
+    let monitor = Arc::new(OomMonitor {
+        fd,
+        seen,
+        closed: watch::channel(false).0,
+    });
     let m = monitor.clone();
+    let mut closed = monitor.closed.subscribe();
     tokio::spawn(async move {
         loop {
-            let Ok(mut guard) = m.fd.readable().await else {
+            let readable = tokio::select! {
+                r = m.fd.readable() => r,
+                _ = closed.wait_for(|c| *c) => return,
+            };
+            let Ok(mut guard) = readable else {
                 return;
             };
             guard.clear_ready();
@@ -83,7 +107,7 @@ pub fn watch(
                 log::debug!("container {id}: OOM watch ended: {e}");
                 return;
             }
-            if !shim.has_task(&id) {
+            if m.is_closed() {
                 return;
             }
             let deadline = tokio::time::Instant::now() + COUNT_GRACE;
@@ -91,7 +115,7 @@ pub fn watch(
                 match m.check() {
                     Ok(true) => {
                         log::info!("container {id}: OOM");
-                        shim.publish_oom(&id).await;
+                        events::send_oom(&*events, &id).await;
                         break;
                     }
                     Ok(false) if tokio::time::Instant::now() < deadline => {

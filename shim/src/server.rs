@@ -16,7 +16,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::args::Flags;
 use crate::error::{Error, Result};
 use crate::events::ContainerdEvents;
-use crate::service::{Shim, TaskService};
+use crate::service::TaskService;
+use crate::shim::Shim;
 
 /// Environment variable through which `start` hands the bound listener to the server.
 pub const LISTEN_FD_ENV: &str = "TENT_SHIM_LISTEN_FD";
@@ -31,8 +32,7 @@ pub fn serve(flags: Flags) -> Result<()> {
     if !flags.debug {
         log::set_max_level(log::LevelFilter::Info);
     }
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
+    if let Err(e) = crate::shimlog::init(flags.debug) {
         // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
         eprintln!("tent shim: logging disabled: {e}");
     }
@@ -91,8 +91,8 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
             ))
         })?;
     let shim = Arc::new(Shim::new(
-        Box::new(events),
-        init_exe,
+        Arc::new(events),
+        crate::runtime::tent(init_exe),
         flags.namespace.clone(),
     ));
 

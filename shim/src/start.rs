@@ -22,7 +22,7 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub fn start(flags: &Flags) -> Result<()> {
     let bundle = std::env::current_dir().map_err(|e| Error::io("current directory", e))?;
     let group = group_id(&bundle, &flags.id)?;
-    let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
+    let address = crate::address::socket_address(&flags.address, &flags.namespace, &group);
     let path = address.trim_start_matches("unix://").to_string();
 
     // One shim per group: if the group's shim is alive, reuse it.

@@ -1,18 +1,20 @@
 //! One container as the shim tracks it: its init process, its exec processes and
-//! the runtime's [`tent_runtime::Container`].
+//! the runtime's container (behind [`crate::runtime::Container`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
+use crate::oom::OomMonitor;
 use crate::process::{lock, Process};
+use crate::runtime::{Container, ExecHandle};
 
 /// An exec process: the shim's view plus the process spec containerd sent.
 pub struct Exec {
     pub process: Process,
     pub spec: oci_spec::runtime::Process,
-    pub handle: Mutex<Option<tent_runtime::ExecProcess>>,
+    pub handle: Mutex<Option<ExecHandle>>,
 }
 
 pub struct Task {
@@ -21,18 +23,18 @@ pub struct Task {
     pub init: Process,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
     /// The init's OOM counter, when it can be watched.
-    pub oom: Mutex<Option<Arc<crate::oom::OomMonitor>>>,
+    pub oom: Mutex<Option<Arc<OomMonitor>>>,
     /// `None` once destroyed. Read-locked for everything that can run concurrently
     /// (exec, kill, stats …), write-locked for start and destroy.
-    container: Arc<RwLock<Option<tent_runtime::Container>>>,
+    container: Arc<RwLock<Option<Box<dyn Container>>>>,
 }
 
 impl Task {
-    pub fn new(container: tent_runtime::Container, init: Process) -> Self {
+    pub fn new(id: &str, bundle: PathBuf, container: Box<dyn Container>, init: Process) -> Self {
         init.set_pid(container.pid());
         Task {
-            id: container.id.clone(),
-            bundle: container.bundle.clone(),
+            id: id.to_string(),
+            bundle,
             init,
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
@@ -49,14 +51,17 @@ impl Task {
             .get(exec_id)
             .cloned()
             .map(ProcessRef::Exec)
-            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} in container {}", self.id)))
+            .ok_or_else(|| Error::ExecNotFound {
+                container_id: self.id.clone(),
+                exec_id: exec_id.to_string(),
+            })
     }
 
     /// Runs a blocking runtime operation that needs shared access, on the blocking pool.
     pub async fn with_container<T, F>(&self, what: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&tent_runtime::Container) -> tent_runtime::Result<T> + Send + 'static,
+        F: FnOnce(&dyn Container) -> Result<T> + Send + 'static,
     {
         let container = self.container.clone();
         let id = self.id.clone();
@@ -64,7 +69,7 @@ impl Task {
         tokio::task::spawn_blocking(move || {
             let guard = container.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
-                Some(c) => f(c).map_err(Error::from),
+                Some(c) => f(c.as_ref()),
                 None => Err(Error::FailedPrecondition(format!(
                     "{label}: container {id} is already deleted"
                 ))),
@@ -78,7 +83,7 @@ impl Task {
     pub async fn with_container_mut<T, F>(&self, what: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut tent_runtime::Container) -> tent_runtime::Result<T> + Send + 'static,
+        F: FnOnce(&mut dyn Container) -> Result<T> + Send + 'static,
     {
         let container = self.container.clone();
         let id = self.id.clone();
@@ -86,7 +91,7 @@ impl Task {
         tokio::task::spawn_blocking(move || {
             let mut guard = container.write().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
-                Some(c) => f(c).map_err(Error::from),
+                Some(c) => f(c.as_mut()),
                 None => Err(Error::FailedPrecondition(format!(
                     "{label}: container {id} is already deleted"
                 ))),
@@ -102,7 +107,7 @@ impl Task {
         tokio::task::spawn_blocking(move || {
             let taken = container.write().unwrap_or_else(|p| p.into_inner()).take();
             match taken {
-                Some(c) => c.destroy().map_err(Error::from),
+                Some(c) => c.destroy(),
                 None => Ok(()),
             }
         })

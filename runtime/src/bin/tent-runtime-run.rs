@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use tent_runtime::{Container, CreateRequest, InitExe, Stdio};
+use tent_runtime::{Container, CreateRequest, InitExe, Mode, Profile, Stdio};
 
 fn dup(fd: impl AsFd) -> Option<OwnedFd> {
     fd.as_fd().try_clone_to_owned().ok()
@@ -21,12 +21,26 @@ fn run(bundle: &Path, id: &str) -> Result<u8, String> {
         stdout: dup(std::io::stdout()),
         stderr: dup(std::io::stderr()),
     };
+    // tent's default profile, or `TENT_PROFILE=compat` for runc's behaviour.
+    let profile = Profile {
+        mode: match std::env::var("TENT_PROFILE").as_deref() {
+            Ok("compat") => Mode::Compat,
+            Ok("tent") | Err(_) => Mode::Tent,
+            Ok(other) => {
+                return Err(format!(
+                    "TENT_PROFILE: unknown profile {other:?} (tent, compat)"
+                ))
+            }
+        },
+        ..Profile::default()
+    };
     let mut c = Container::create(CreateRequest {
         id,
         bundle,
         rootfs_mounts: &[],
         stdio,
         init_exe: &exe,
+        profile: &profile,
     })
     .map_err(|e| format!("create: {e}"))?;
     if let Err(e) = c.start() {

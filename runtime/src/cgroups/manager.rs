@@ -133,17 +133,16 @@ impl CgroupManager {
         Ok(())
     }
 
+    /// The device list is applied even without `resources`: its base is
+    /// "deny all", and on v2 the program is the only device check there is.
     fn configure(&self, res: Option<&LinuxResources>) -> Result<()> {
-        let Some(res) = res else {
-            return Ok(());
-        };
-        for w in resources::plan(self, res)? {
-            write_file(&w.path, &w.value)?;
+        if let Some(res) = res {
+            for w in resources::plan(self, res)? {
+                write_file(&w.path, &w.value)?;
+            }
         }
-        match res.devices() {
-            Some(rules) => devices::apply(self, rules),
-            None => Ok(()),
-        }
+        let rules = res.and_then(|r| r.devices().as_deref()).unwrap_or_default();
+        devices::apply(self, rules)
     }
 
     pub fn v2(&self) -> bool {

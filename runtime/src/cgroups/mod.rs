@@ -5,7 +5,8 @@
 //! - [`manager`]: create, join, freeze/thaw, signal every member, delete;
 //! - [`resources`]: one plan of file writes from `linux.resources`, used by
 //!   create and by Update (validation, unit conversions, rollback);
-//! - [`devices`]: the device allow list (v1 `devices.allow`/`devices.deny`);
+//! - [`devices`]: the device allow list (v1 `devices.allow`/`devices.deny`,
+//!   v2 an eBPF program);
 //! - [`stats`] and [`oom`]: usage figures and OOM notifications.
 //!
 //! No cgroup library: tent writes a handful of files, and the crate that did

@@ -4,7 +4,7 @@
 //! [`update`] applies a plan with the old values saved, so a write the kernel
 //! refuses rolls back the ones before it: nothing changes on error. Zero means
 //! "leave unchanged" (as runc); `-1` means unlimited. Devices have their own
-//! module ([`super::devices`]); hugepages, block I/O, network and unified are
+//! module ([`super::devices`]; Update replaces the v2 program); hugepages, block I/O, network and unified are
 //! not applied (containerd sends the container's full resources on every update).
 
 use std::collections::BTreeSet;
@@ -12,10 +12,9 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{read_file, write_file, CgroupManager};
+use super::{devices, read_file, write_file, CgroupManager};
 use crate::error::{Error, Result};
 
-/// One cgroup file write.
 /// One cgroup file write of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -284,10 +283,13 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
     Ok(w)
 }
 
-/// Applies `r` to the cgroup, all or nothing.
-/// Applies `r` to a live cgroup, all or nothing.
+/// Applies `r` to a live cgroup, all or nothing. On v2, `devices` replaces
+/// the device program: loaded before any write (a rule or kernel error changes
+/// nothing), attached after them (a failure rolls them back). On v1 `devices`
+/// is ignored, as before (see [`super::devices`]).
 pub fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
     let writes = plan(cg, r)?;
+    let filter = devices::load_for_update(cg, r.devices().as_deref())?;
     let mut old: Vec<Write> = Vec::new();
     for wr in &writes {
         let before = read_file(&wr.path)?;
@@ -296,13 +298,22 @@ pub fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
             value: before.trim().to_string(),
         });
     }
+    let rollback = |done: &[Write]| {
+        for o in done.iter().rev() {
+            if let Err(re) = write_file(&o.path, &o.value) {
+                log::warn!("update: rolling back {}: {re}", o.path.display());
+            }
+        }
+    };
     for (i, wr) in writes.iter().enumerate() {
         if let Err(e) = write_file(&wr.path, &wr.value) {
-            for o in old[..i].iter().rev() {
-                if let Err(re) = write_file(&o.path, &o.value) {
-                    log::warn!("update: rolling back {}: {re}", o.path.display());
-                }
-            }
+            rollback(&old[..i]);
+            return Err(e);
+        }
+    }
+    if let Some(f) = filter {
+        if let Err(e) = f.install(&cg.v2_dir()) {
+            rollback(&old);
             return Err(e);
         }
     }

@@ -16,7 +16,7 @@ use super::setup::{self, find_executable};
 use super::{receive, Step, StepResult};
 use crate::error::Error;
 use crate::sync::{Channel, InitConfig, Message};
-use crate::{namespaces, rootfs, tty};
+use crate::{namespaces, rootfs, sysctl, tty};
 
 pub(super) fn stage1(ch: &Channel) -> StepResult<()> {
     let (cfg, fds) = receive(ch, "receive config", |m| match m {
@@ -52,7 +52,7 @@ fn stage2(ch: &Channel, cfg: &InitConfig, spec: &Spec) -> StepResult<std::conver
     let root = rootfs::prepare(cfg, spec).step("rootfs")?;
     rootfs::pivot(&root).step("pivot_root")?;
     drop(root);
-    rootfs::write_sysctls(spec).step("sysctl")?;
+    sysctl::write_all(spec).step("sysctl")?;
     rootfs::readonly_paths(spec).step("readonly paths")?;
     rootfs::masked_paths(spec).step("masked paths")?;
     let process = spec

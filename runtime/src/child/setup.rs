@@ -35,7 +35,8 @@ fn apply_rlimits(process: &Process) -> Result<()> {
 
 /// Writes our `oom_score_adj` through a verified procfs handle (a mount over
 /// it cannot redirect the write, CVE-2025-52881); explains the EACCES some
-/// hosts give for lowering it (see DESIGN §6) instead of failing silently.
+/// hosts give for lowering it (a sandbox that runs its processes with a
+/// restricted oom_score_adj, as CI machines do) instead of failing silently.
 fn set_oom_score_adj(value: i32) -> Result<()> {
     use std::io::Write;
     let path = "/proc/self/oom_score_adj";

@@ -1,16 +1,18 @@
 //! Confinement: everything that limits what a container process may do once
 //! it runs — who it is (uid, gid, groups), its capability sets,
-//! no_new_privileges and its seccomp filter; AppArmor and SELinux are refused
-//! until tent can apply them (a security setting is never silently dropped).
+//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]) and
+//! its seccomp filter ([`seccomp`]); what tent cannot apply is refused (a
+//! security setting is never silently dropped).
 //!
 //! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
 //! kept with the container, derived for each exec ([`Confinement::for_exec`]:
 //! the exec's process overrides what it sets, the rest is the container's, as
 //! runc does), and applied at one point in the child for both
 //! ([`Confinement::apply`]). A mechanism is one module here ([`caps`],
-//! [`seccomp`]) plus its call in `apply`.
+//! [`lsm`], [`seccomp`]) plus its call in `apply`.
 
 pub mod caps;
+pub mod lsm;
 pub mod seccomp;
 
 use nix::unistd::{Gid, Uid};
@@ -18,6 +20,7 @@ use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::profile::Hardening;
 use caps::CapSets;
 
 /// How a container process is confined.
@@ -25,6 +28,9 @@ use caps::CapSets;
 pub struct Confinement {
     pub capabilities: CapSets,
     pub no_new_privileges: bool,
+    pub labels: lsm::Labels,
+    /// What the profile adds, for the init and every exec.
+    pub hardening: Hardening,
     /// `linux.seccomp`, compiled at create; always the container's.
     pub seccomp: Option<seccomp::Filter>,
 }
@@ -49,54 +55,30 @@ impl Identity {
     }
 }
 
-/// Refuses the confinement settings of `process` that tent cannot apply yet.
-fn refuse_unsupported(process: &Process) -> Result<()> {
-    if process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.apparmorProfile: AppArmor profiles are not supported by tent yet; refusing to run unconfined".into(),
-        ));
-    }
-    if process
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        return Err(Error::Unsupported(
-            "process.selinuxLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
-        ));
-    }
-    Ok(())
-}
-
 impl Confinement {
     /// The container's confinement, from its spec; refuses what tent cannot apply.
-    pub fn for_init(spec: &Spec) -> Result<Confinement> {
-        if spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.mount_label().as_deref())
-            .is_some_and(|l| !l.is_empty())
-        {
-            return Err(Error::Unsupported(
-                "linux.mountLabel: SELinux labels are not supported by tent yet; refusing to run unconfined".into(),
-            ));
-        }
+    pub fn for_init(spec: &Spec, hardening: Hardening) -> Result<Confinement> {
+        let host = lsm::Host::this();
+        lsm::mount_label(
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.mount_label().as_deref()),
+            &host,
+        )?;
         let process = spec
             .process()
             .as_ref()
             .ok_or_else(|| Error::spec("process", "is missing"))?;
-        refuse_unsupported(process)?;
         Ok(Confinement {
+            labels: lsm::labels_of(process, &host)?,
             capabilities: process
                 .capabilities()
                 .as_ref()
                 .map(CapSets::from_oci)
                 .unwrap_or_default(),
-            no_new_privileges: process.no_new_privileges() == Some(true),
+            no_new_privileges: process.no_new_privileges() == Some(true)
+                || hardening.no_new_privileges,
+            hardening,
             seccomp: spec
                 .linux()
                 .as_ref()
@@ -110,38 +92,47 @@ impl Confinement {
     /// (as runc: capabilities and no_new_privileges fall back to the
     /// container's; seccomp is always the container's).
     pub fn for_exec(&self, process: &Process) -> Result<Confinement> {
-        refuse_unsupported(process)?;
+        let own = lsm::labels_of(process, &lsm::Host::this())?;
         Ok(Confinement {
+            labels: lsm::Labels {
+                apparmor: own.apparmor.or_else(|| self.labels.apparmor.clone()),
+                selinux: own.selinux.or_else(|| self.labels.selinux.clone()),
+            },
             capabilities: process
                 .capabilities()
                 .as_ref()
                 .map_or(self.capabilities, CapSets::from_oci),
             no_new_privileges: process
                 .no_new_privileges()
-                .unwrap_or(self.no_new_privileges),
+                .unwrap_or(self.no_new_privileges)
+                || self.hardening.no_new_privileges,
+            hardening: self.hardening,
             seccomp: self.seccomp.clone(),
         })
     }
 
-    /// Confines the calling (single-threaded) process: bounding set (needs
-    /// CAP_SETPCAP, so before the user switch), identity, the other capability
-    /// sets, no_new_privileges, and the seccomp filter. The workload's
-    /// `execve` follows.
+    /// Confines the calling (single-threaded) process: LSM labels for the
+    /// coming `execve` (while root: a non-dumpable process's `/proc` belongs to
+    /// root), bounding set (needs CAP_SETPCAP, so before the user switch),
+    /// identity, the other capability sets, no_new_privileges, and the
+    /// seccomp filter. The workload's `execve` follows.
     ///
     /// The filter goes in as runc loads it: with no_new_privileges as the
     /// very last step, so the fewest of our own calls run under it; without,
-    /// first, because only CAP_SYS_ADMIN then allows loading it and the
-    /// steps below drop it (the profile must then allow capset, setgroups,
-    /// setresuid, setresgid and prctl, as it must with runc). Either way what runs
-    /// after it is ours: for the init, sending Ready and receiving Start on
-    /// the sync socket (sendmsg, recvmsg), then execve; for an exec, execve
-    /// (fds were marked close-on-exec before). containerd's profiles allow
-    /// all of them; runc needs write, openat, close and execve after it.
+    /// right after the labels, because only CAP_SYS_ADMIN then allows
+    /// loading it and the steps below drop it (the profile must then allow
+    /// prctl, capset, setgroups, setresgid and setresuid, as it must with
+    /// runc). Either way what runs after it is ours: for the init, sending
+    /// Ready and receiving Start on the sync socket (sendmsg, recvmsg), then
+    /// execve; for an exec, execve (fds were marked close-on-exec before).
+    /// containerd's profiles allow all of them; runc needs write, openat,
+    /// close and execve after it.
     pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
         let load_seccomp = || match &self.seccomp {
             Some(filter) => filter.load().map_err(|e| ("seccomp", e)),
             None => Ok(()),
         };
+        self.labels.apply().map_err(|e| ("security labels", e))?;
         if !self.no_new_privileges {
             load_seccomp()?;
         }
@@ -205,9 +196,38 @@ mod tests {
         serde_json::from_value(base).unwrap_or_default()
     }
 
+    impl Confinement {
+        fn for_init_default(spec: &Spec) -> Result<Confinement> {
+            Confinement::for_init(spec, Hardening::default())
+        }
+    }
+
+    #[test]
+    fn hardening_forces_no_new_privileges() -> Result<()> {
+        let s = spec(
+            serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}}),
+        );
+        let h = Hardening {
+            no_new_privileges: true,
+            rootfs_nosuid_nodev: true,
+        };
+        let c = Confinement::for_init(&s, h)?;
+        assert!(c.no_new_privileges);
+        let off: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": false}
+        ))
+        .unwrap_or_default();
+        assert!(
+            c.for_exec(&off)?.no_new_privileges,
+            "an exec cannot turn it off"
+        );
+        assert!(!Confinement::for_init_default(&s)?.no_new_privileges);
+        Ok(())
+    }
+
     #[test]
     fn init_from_spec() -> Result<()> {
-        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        let c = Confinement::for_init_default(&spec(serde_json::json!({})))?;
         assert!(c.no_new_privileges);
         assert_eq!(c.capabilities.bounding, 1 << 5);
         assert_eq!(c.capabilities.permitted, 0);
@@ -216,7 +236,7 @@ mod tests {
 
     #[test]
     fn exec_inherits_what_its_process_leaves_out() -> Result<()> {
-        let c = Confinement::for_init(&spec(serde_json::json!({})))?;
+        let c = Confinement::for_init_default(&spec(serde_json::json!({})))?;
         let bare: Process = serde_json::from_value(serde_json::json!(
             {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
         ))
@@ -235,7 +255,7 @@ mod tests {
 
     #[test]
     fn exec_gets_the_containers_filter() -> Result<()> {
-        let c = Confinement::for_init(&spec(serde_json::json!({"linux": {
+        let c = Confinement::for_init_default(&spec(serde_json::json!({"linux": {
             "namespaces": [{"type": "mount"}],
             "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
                         "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
@@ -251,35 +271,18 @@ mod tests {
 
     #[test]
     fn unsupported_settings_are_refused() {
-        for (patch, field) in [
-            (
-                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
-                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}),
-                "linux.seccomp.syscalls[0].action",
-            ),
-            (
-                serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "mountLabel": "system_u:object_r:container_file_t:s0"}}),
-                "linux.mountLabel",
-            ),
-            (
-                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
-                "process.apparmorProfile",
-            ),
-            (
-                serde_json::json!({"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "selinuxLabel": "x"}}),
-                "process.selinuxLabel",
-            ),
-        ] {
-            let err = Confinement::for_init(&spec(patch))
-                .map(|_| ())
-                .map_err(|e| (e.kind(), e.to_string()));
-            match err {
-                Err((kind, msg)) => {
-                    assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
-                    assert!(msg.starts_with(field), "{msg}");
-                }
-                Ok(()) => panic!("{field} accepted"),
+        let err = Confinement::for_init_default(&spec(serde_json::json!(
+            {"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}
+        )))
+        .map(|_| ())
+        .map_err(|e| (e.kind(), e.to_string()));
+        match err {
+            Err((kind, msg)) => {
+                assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
+                assert!(msg.starts_with("linux.seccomp.syscalls[0].action"), "{msg}");
             }
+            Ok(()) => panic!("SCMP_ACT_NOTIFY accepted"),
         }
     }
 }

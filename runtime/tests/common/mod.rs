@@ -156,6 +156,14 @@ pub fn default_spec(args: &[&str]) -> Value {
 /// One test of an own-harness suite.
 pub type TestFn = fn(&tent_runtime::InitExe);
 
+/// Why a test could not run here; reported as ignored, never as passed.
+struct Skipped(String);
+
+/// Ends the current test as skipped (it is counted as ignored) with `reason`.
+pub fn skip(reason: &str) -> ! {
+    std::panic::resume_unwind(Box::new(Skipped(reason.to_string())))
+}
+
 /// Runs `tests` (filtered by the first argument, as libtest does), each
 /// isolated by `catch_unwind`, and ends with libtest's `test result:` line;
 /// exits non-zero when one failed. Call after the init-invocation check.
@@ -178,6 +186,7 @@ pub fn run_suite(suite: &str, tests: &[(&str, TestFn)]) {
     let exe = tent_runtime::InitExe::seal_current().expect("seal");
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
+    let mut skipped = 0;
     println!("\nrunning {} tests ({suite})", selected.len());
     for (name, f) in &selected {
         {
@@ -187,19 +196,25 @@ pub fn run_suite(suite: &str, tests: &[(&str, TestFn)]) {
         }
         match std::panic::catch_unwind(|| f(&exe)) {
             Ok(()) => println!("ok"),
-            Err(_) => {
-                println!("FAILED");
-                failed.push(*name);
-            }
+            Err(payload) => match payload.downcast_ref::<Skipped>() {
+                Some(Skipped(why)) => {
+                    println!("ignored ({why})");
+                    skipped += 1;
+                }
+                None => {
+                    println!("FAILED");
+                    failed.push(*name);
+                }
+            },
         }
     }
-    let passed = selected.len() - failed.len();
+    let passed = selected.len() - failed.len() - skipped;
     let status = if failed.is_empty() { "ok" } else { "FAILED" };
     if !failed.is_empty() {
         println!("\nfailures:\n    {}", failed.join("\n    "));
     }
     println!(
-        "\ntest result: {status}. {passed} passed; {} failed; 0 ignored; 0 measured; {filtered} filtered out; finished in {:.2}s\n",
+        "\ntest result: {status}. {passed} passed; {} failed; {skipped} ignored; 0 measured; {filtered} filtered out; finished in {:.2}s\n",
         failed.len(),
         started.elapsed().as_secs_f64()
     );

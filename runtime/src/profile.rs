@@ -1,0 +1,324 @@
+//! tent's profiles: how far a container may reach beyond a tent's wall.
+//!
+//! - `tent` (the default) hardens a spec that asks for less: no_new_privileges
+//!   on, the rootfs mounted `nosuid,nodev`, and tent's own seccomp default when
+//!   the spec brings no profile (once seccomp is supported); it refuses
+//!   privileged containers, dangerous added capabilities and the host's pid,
+//!   ipc or network namespace unless the operator's config allows them, with
+//!   an error naming the pod field to change.
+//! - `compat` honours the spec exactly as runc does.
+//!
+//! The profile comes from the shim's config file (containerd's runtime
+//! options `ConfigPath`); the rules are documented in the README.
+
+use std::os::unix::fs::MetadataExt;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::confine::caps::{cap_number, CapSets};
+use crate::error::{Error, Result};
+
+/// Which rules apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Tent,
+    Compat,
+}
+
+/// What the `tent` mode lets through when the operator says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Allow {
+    /// Privileged containers (`securityContext.privileged`).
+    pub privileged: bool,
+    /// Host namespaces a container may share: `pid`, `ipc`, `network`.
+    pub host_namespaces: Vec<String>,
+    /// Dangerous capabilities a container may add (`CAP_SYS_PTRACE`, …).
+    pub capabilities: Vec<String>,
+}
+
+/// A profile: the mode and, for `tent`, what it allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    pub mode: Mode,
+    pub allow: Allow,
+}
+
+/// Capabilities that reach past the container (kernel modules, raw I/O, other
+/// processes' memory, BPF, the clock, MAC policy, …): refused by `tent`.
+pub const DANGEROUS_CAPABILITIES: &[&str] = &[
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_PTRACE",
+    "SYS_BOOT",
+    "SYS_TIME",
+    "SYSLOG",
+    "BPF",
+    "PERFMON",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "NET_ADMIN",
+    "AUDIT_CONTROL",
+    "CHECKPOINT_RESTORE",
+];
+
+/// What the profile adds to a spec's confinement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardening {
+    /// no_new_privileges for the init and every exec, whatever the spec says.
+    pub no_new_privileges: bool,
+    /// The rootfs bind is `nosuid,nodev`.
+    pub rootfs_nosuid_nodev: bool,
+}
+
+const HINT: &str = "run the pod with runtimeClassName: tent-compat, or allow it in tent's config";
+
+impl Profile {
+    /// Checks a container's spec; what `tent` adds to its confinement.
+    pub fn check_spec(&self, spec: &Spec) -> Result<Hardening> {
+        if self.mode == Mode::Compat {
+            return Ok(Hardening::default());
+        }
+        let linux = spec.linux().as_ref();
+        if !self.allow.privileged {
+            let masked = linux
+                .and_then(|l| l.masked_paths().as_ref())
+                .is_some_and(|p| !p.is_empty());
+            let readonly = linux
+                .and_then(|l| l.readonly_paths().as_ref())
+                .is_some_and(|p| !p.is_empty());
+            let all_devices = linux
+                .and_then(|l| l.resources().as_ref())
+                .and_then(|r| r.devices().as_ref())
+                .is_some_and(|d| {
+                    d.iter().any(|r| {
+                        r.allow()
+                            && r.typ()
+                                .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
+                    })
+                });
+            if (!masked && !readonly) || all_devices {
+                return Err(Error::spec(
+                    "securityContext.privileged",
+                    format!(
+                        "tent's profile refuses privileged containers ({HINT}: allow.privileged)"
+                    ),
+                ));
+            }
+        }
+        for (typ, pod_field, name) in [
+            (LinuxNamespaceType::Pid, "hostPID", "pid"),
+            (LinuxNamespaceType::Ipc, "hostIPC", "ipc"),
+            (LinuxNamespaceType::Network, "hostNetwork", "network"),
+        ] {
+            if self.allow.host_namespaces.iter().any(|n| n == name) {
+                continue;
+            }
+            let ns = linux
+                .and_then(|l| l.namespaces().as_ref())
+                .and_then(|nss| nss.iter().find(|n| n.typ() == typ));
+            let shares_host = match ns {
+                None => true,
+                Some(n) => n
+                    .path()
+                    .as_deref()
+                    .is_some_and(|p| is_host_namespace(p, name)),
+            };
+            if shares_host {
+                return Err(Error::spec(
+                    pod_field,
+                    format!(
+                        "tent's profile refuses sharing the host's {name} namespace \
+                         ({HINT}: allow.host_namespaces)"
+                    ),
+                ));
+            }
+        }
+        if let Some(process) = spec.process() {
+            self.check_process(process)?;
+        }
+        Ok(Hardening {
+            no_new_privileges: true,
+            rootfs_nosuid_nodev: true,
+        })
+    }
+
+    /// Checks a process (the init's, or an exec's) for dangerous capabilities.
+    pub fn check_process(&self, process: &Process) -> Result<()> {
+        if self.mode == Mode::Compat || self.allow.privileged {
+            return Ok(());
+        }
+        let Some(caps) = process.capabilities() else {
+            return Ok(());
+        };
+        let sets = CapSets::from_oci(caps);
+        let any = sets.bounding | sets.effective | sets.permitted | sets.inheritable | sets.ambient;
+        for name in DANGEROUS_CAPABILITIES {
+            let Some(n) = cap_number(name) else { continue };
+            let allowed = self
+                .allow
+                .capabilities
+                .iter()
+                .any(|a| cap_number(a) == Some(n));
+            if any & (1u64 << n) != 0 && !allowed {
+                return Err(Error::spec(
+                    "securityContext.capabilities.add",
+                    format!("CAP_{name} is refused by tent's profile ({HINT}: allow.capabilities)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a profile from the shim's config (TOML is turned into this by
+    /// the shim); unknown keys are errors naming them.
+    pub fn validate(&self) -> Result<()> {
+        for n in &self.allow.host_namespaces {
+            if !["pid", "ipc", "network"].contains(&n.as_str()) {
+                return Err(Error::spec(
+                    "allow.host_namespaces",
+                    format!("{n:?} is not one of pid, ipc, network"),
+                ));
+            }
+        }
+        for c in &self.allow.capabilities {
+            if cap_number(c).is_none() {
+                return Err(Error::spec(
+                    "allow.capabilities",
+                    format!("unknown capability {c:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `path` is the namespace of kind `name` we (the host side) are in.
+fn is_host_namespace(path: &std::path::Path, name: &str) -> bool {
+    let ours = format!(
+        "/proc/self/ns/{}",
+        if name == "network" { "net" } else { name }
+    );
+    match (std::fs::metadata(path), std::fs::metadata(ours)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(patch: impl FnOnce(&mut serde_json::Value)) -> Spec {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                         "permitted": ["CAP_KILL"]}},
+            "root": {"path": "rootfs"},
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "network"}, {"type": "mount"}],
+                "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]}
+            }
+        });
+        patch(&mut v);
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    fn err(p: &Profile, s: &Spec) -> String {
+        p.check_spec(s)
+            .map_or_else(|e| e.to_string(), |h| format!("ok {h:?}"))
+    }
+
+    #[test]
+    fn tent_hardens_an_ordinary_spec() {
+        let h = Profile::default().check_spec(&spec(|_| {}));
+        assert_eq!(
+            h.ok(),
+            Some(Hardening {
+                no_new_privileges: true,
+                rootfs_nosuid_nodev: true
+            })
+        );
+        let compat = Profile {
+            mode: Mode::Compat,
+            ..Profile::default()
+        };
+        assert_eq!(
+            compat.check_spec(&spec(|_| {})).ok(),
+            Some(Hardening::default())
+        );
+    }
+
+    #[test]
+    fn tent_refuses_with_the_pod_field() {
+        let tent = Profile::default();
+        let privileged = spec(|v| {
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+        });
+        assert!(err(&tent, &privileged)
+            .starts_with("securityContext.privileged: tent's profile refuses privileged"));
+        let all_devices = spec(|v| {
+            v["linux"]["resources"]["devices"] =
+                serde_json::json!([{"allow": true, "access": "rwm"}])
+        });
+        assert!(err(&tent, &all_devices).starts_with("securityContext.privileged: "));
+        let admin = spec(|v| {
+            v["process"]["capabilities"]["bounding"] =
+                serde_json::json!(["CAP_KILL", "CAP_SYS_ADMIN"])
+        });
+        assert!(err(&tent, &admin)
+            .starts_with("securityContext.capabilities.add: CAP_SYS_ADMIN is refused"));
+        let host_net = spec(|v| {
+            if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
+                a.retain(|n| n["type"] != "network");
+            }
+        });
+        assert!(err(&tent, &host_net).starts_with(
+            "hostNetwork: tent's profile refuses sharing the host's network namespace"
+        ));
+        let host_pid_path =
+            spec(|v| v["linux"]["namespaces"][0]["path"] = "/proc/self/ns/pid".into());
+        assert!(err(&tent, &host_pid_path).starts_with("hostPID: "));
+        let allowing = Profile {
+            mode: Mode::Tent,
+            allow: Allow {
+                privileged: false,
+                host_namespaces: vec!["network".into()],
+                capabilities: vec!["CAP_SYS_ADMIN".into()],
+            },
+        };
+        assert!(err(&allowing, &host_net).starts_with("ok"));
+        assert!(err(&allowing, &admin).starts_with("ok"));
+        let compat = Profile {
+            mode: Mode::Compat,
+            ..Profile::default()
+        };
+        for s in [&privileged, &all_devices, &admin, &host_net] {
+            assert!(err(&compat, s).starts_with("ok"));
+        }
+    }
+
+    #[test]
+    fn config_values_are_checked() {
+        let bad: Profile = Profile {
+            allow: Allow {
+                host_namespaces: vec!["uts".into()],
+                ..Allow::default()
+            },
+            ..Profile::default()
+        };
+        assert!(bad.validate().is_err());
+        let parsed: std::result::Result<Profile, _> =
+            serde_json::from_value(serde_json::json!({"mode": "strict"}));
+        assert!(parsed.is_err());
+    }
+}
