@@ -197,8 +197,9 @@ mod tests {
             assert_ne!(err.kind(), crate::ErrorKind::Internal, "{err}");
         };
         check(
-            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
-            "linux.seccomp",
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}),
+            "linux.seccomp.syscalls[0].action",
         );
         check(
             serde_json::json!({"process": {"apparmorProfile": "x"}}),

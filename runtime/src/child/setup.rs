@@ -171,8 +171,8 @@ pub(super) struct Ready {
 
 /// Applies the process spec and `confinement` to the calling single-threaded
 /// process, in the order the kernel needs: rlimits, oom_score_adj, umask, cwd
-/// (resolved inside the root), then bounding set → user → capabilities →
-/// no_new_privileges ([`Confinement::apply`]).
+/// (resolved inside the root), fds ≥ 3 close-on-exec, then bounding set →
+/// user → capabilities → no_new_privileges → seccomp ([`Confinement::apply`]).
 pub(super) fn prepare(
     process: &Process,
     exe: &Path,
@@ -195,6 +195,10 @@ pub(super) fn prepare(
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
     enter_cwd(process.cwd()).step("cwd")?;
+    // Before the confinement: a seccomp profile need not allow close_range
+    // (runc closes its fds before loading the filter too). Nothing opens an
+    // fd between here and execve.
+    mark_fds_cloexec().step("close fds")?;
     confinement
         .apply(&Identity::of(process))
         .map_err(|(step, error)| StepError { step, error })?;
@@ -206,14 +210,8 @@ pub(super) fn prepare(
 }
 
 impl Ready {
-    /// Marks every fd ≥ 3 close-on-exec and execs; returns only on failure.
+    /// Execs (every fd ≥ 3 is close-on-exec since [`prepare`]); returns only on failure.
     pub(super) fn exec(self) -> StepError {
-        if let Err(e) = mark_fds_cloexec() {
-            return StepError {
-                step: "close fds",
-                error: e,
-            };
-        }
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err_never();
         StepError {
             step: "exec",

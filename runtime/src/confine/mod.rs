@@ -1,18 +1,19 @@
 //! Confinement: everything that limits what a container process may do once
 //! it runs — who it is (uid, gid, groups), its capability sets,
-//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]);
-//! seccomp is refused until tent can apply it (a security setting is never
-//! silently dropped).
+//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]) and
+//! its seccomp filter ([`seccomp`]); what tent cannot apply is refused (a
+//! security setting is never silently dropped).
 //!
 //! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
 //! kept with the container, derived for each exec ([`Confinement::for_exec`]:
 //! the exec's process overrides what it sets, the rest is the container's, as
 //! runc does), and applied at one point in the child for both
-//! ([`Confinement::apply`]). A new mechanism (seccomp) is one module here plus
-//! one call in `apply`.
+//! ([`Confinement::apply`]). A mechanism is one module here ([`caps`],
+//! [`lsm`], [`seccomp`]) plus its call in `apply`.
 
 pub mod caps;
 pub mod lsm;
+pub mod seccomp;
 
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
@@ -30,6 +31,8 @@ pub struct Confinement {
     pub labels: lsm::Labels,
     /// What the profile adds, for the init and every exec.
     pub hardening: Hardening,
+    /// `linux.seccomp`, compiled at create; always the container's.
+    pub seccomp: Option<seccomp::Filter>,
 }
 
 /// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
@@ -55,11 +58,6 @@ impl Identity {
 impl Confinement {
     /// The container's confinement, from its spec; refuses what tent cannot apply.
     pub fn for_init(spec: &Spec, hardening: Hardening) -> Result<Confinement> {
-        if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
-            return Err(Error::Unsupported(
-                "linux.seccomp: seccomp filters are not supported by tent yet; refusing to run without the requested filter".into(),
-            ));
-        }
         let host = lsm::Host::this();
         lsm::mount_label(
             spec.linux()
@@ -81,12 +79,18 @@ impl Confinement {
             no_new_privileges: process.no_new_privileges() == Some(true)
                 || hardening.no_new_privileges,
             hardening,
+            seccomp: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().as_ref())
+                .map(seccomp::compile)
+                .transpose()?,
         })
     }
 
     /// An exec's confinement: what its process spec sets, else the container's
     /// (as runc: capabilities and no_new_privileges fall back to the
-    /// container's; seccomp, once supported, is always the container's).
+    /// container's; seccomp is always the container's).
     pub fn for_exec(&self, process: &Process) -> Result<Confinement> {
         let own = lsm::labels_of(process, &lsm::Host::this())?;
         Ok(Confinement {
@@ -103,22 +107,42 @@ impl Confinement {
                 .unwrap_or(self.no_new_privileges)
                 || self.hardening.no_new_privileges,
             hardening: self.hardening,
+            seccomp: self.seccomp.clone(),
         })
     }
 
     /// Confines the calling (single-threaded) process: LSM labels for the
     /// coming `execve` (while root: a non-dumpable process's `/proc` belongs to
     /// root), bounding set (needs CAP_SETPCAP, so before the user switch),
-    /// identity, the other capability sets, no_new_privileges. The workload's
-    /// `execve` follows.
+    /// identity, the other capability sets, no_new_privileges, and the
+    /// seccomp filter. The workload's `execve` follows.
+    ///
+    /// The filter goes in as runc loads it: with no_new_privileges as the
+    /// very last step, so the fewest of our own calls run under it; without,
+    /// right after the labels, because only CAP_SYS_ADMIN then allows
+    /// loading it and the steps below drop it (the profile must then allow
+    /// prctl, capset, setgroups, setresgid and setresuid, as it must with
+    /// runc). Either way what runs after it is ours: for the init, sending
+    /// Ready and receiving Start on the sync socket (sendmsg, recvmsg), then
+    /// execve; for an exec, execve (fds were marked close-on-exec before).
+    /// containerd's profiles allow all of them; runc needs write, openat,
+    /// close and execve after it.
     pub fn apply(&self, who: &Identity) -> std::result::Result<(), (&'static str, Error)> {
+        let load_seccomp = || match &self.seccomp {
+            Some(filter) => filter.load().map_err(|e| ("seccomp", e)),
+            None => Ok(()),
+        };
         self.labels.apply().map_err(|e| ("security labels", e))?;
+        if !self.no_new_privileges {
+            load_seccomp()?;
+        }
         caps::drop_bounding(&self.capabilities).map_err(|e| ("capabilities (bounding set)", e))?;
         switch_user(who).map_err(|e| ("user", e))?;
         caps::apply_sets(&self.capabilities).map_err(|e| ("capabilities", e))?;
         if self.no_new_privileges {
             prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "prctl PR_SET_NO_NEW_PRIVS")
                 .map_err(|e| ("no_new_privileges", e))?;
+            load_seccomp()?;
         }
         Ok(())
     }
@@ -230,18 +254,35 @@ mod tests {
     }
 
     #[test]
+    fn exec_gets_the_containers_filter() -> Result<()> {
+        let c = Confinement::for_init_default(&spec(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}],
+            "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+        }})))?;
+        assert!(c.seccomp.is_some());
+        let own: Process = serde_json::from_value(serde_json::json!(
+            {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": false}
+        ))
+        .unwrap_or_default();
+        assert_eq!(c.for_exec(&own)?.seccomp, c.seccomp);
+        Ok(())
+    }
+
+    #[test]
     fn unsupported_settings_are_refused() {
         let err = Confinement::for_init_default(&spec(serde_json::json!(
-            {"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}
+            {"linux": {"namespaces": [{"type": "mount"}], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}}}
         )))
         .map(|_| ())
         .map_err(|e| (e.kind(), e.to_string()));
         match err {
             Err((kind, msg)) => {
                 assert_eq!(kind, crate::ErrorKind::Unimplemented, "{msg}");
-                assert!(msg.starts_with("linux.seccomp"), "{msg}");
+                assert!(msg.starts_with("linux.seccomp.syscalls[0].action"), "{msg}");
             }
-            Ok(()) => panic!("linux.seccomp accepted"),
+            Ok(()) => panic!("SCMP_ACT_NOTIFY accepted"),
         }
     }
 }
