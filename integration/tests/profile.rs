@@ -129,3 +129,68 @@ fn bad_config_is_refused_naming_file_and_key() {
     let _ = std::fs::remove_file(&file);
     c.assert_no_leftovers(&id);
 }
+
+/// tent's default seccomp filter, for a spec without `linux.seccomp`: AF_ALG sockets, user
+/// namespaces, keyctl and ptrace of another process are refused with EPERM, ordinary calls
+/// work, for the init and for an exec; `compat` runs the same spec unfiltered.
+#[test]
+fn default_seccomp_filter_under_tent() {
+    if is_runc() {
+        return;
+    }
+    let c = Containerd::shared();
+    let id = unique_id("prof-seccomp");
+    let spec = Spec::base(c, &id, &["/bin/tent-testbin", "syscalls"]);
+    let r = c.run_spec(&id, &spec, &RunOpts::default());
+    r.assert_ok();
+    c.assert_no_leftovers(&id);
+    for want in [
+        "socket_af_alg=EPERM",
+        "unshare_user=EPERM",
+        "keyctl=EPERM",
+        "ptrace_attach=EPERM",
+        "socket_af_unix=ok",
+        "getpid=ok",
+    ] {
+        assert!(r.stdout.contains(want), "tent: want {want}: {r:#?}");
+    }
+    let id = unique_id("prof-seccomp-compat");
+    let spec = Spec::base(c, &id, &["/bin/tent-testbin", "syscalls"]);
+    let r = c.run_spec(&id, &spec, &compat());
+    r.assert_ok();
+    c.assert_no_leftovers(&id);
+    // Unfiltered: keyctl works, AF_ALG is at most unsupported by the kernel, not refused.
+    assert!(r.stdout.contains("keyctl=ok"), "compat: {r:#?}");
+    assert!(!r.stdout.contains("socket_af_alg=EPERM"), "compat: {r:#?}");
+}
+
+/// An exec into a tent container is filtered like its init.
+#[test]
+fn exec_gets_the_default_filter() {
+    if is_runc() {
+        return;
+    }
+    let c = Containerd::shared();
+    let id = unique_id("prof-seccomp-exec");
+    let mut bg = c.spawn_run(
+        &id,
+        &["/bin/tent-testbin", "wait-term"],
+        &RunOpts::default(),
+    );
+    bg.wait_for_line("ready", std::time::Duration::from_secs(20));
+    let r = c.ctr_result(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "/bin/tent-testbin",
+        "syscalls",
+    ]);
+    let _ = c.ctr(&["task", "kill", "--signal", "SIGKILL", &id]);
+    let _ = bg.finish(std::time::Duration::from_secs(20));
+    r.assert_ok();
+    assert!(r.stdout.contains("unshare_user=EPERM"), "{r:#?}");
+    assert!(r.stdout.contains("getpid=ok"), "{r:#?}");
+    c.assert_no_leftovers(&id);
+}

@@ -1,8 +1,8 @@
 //! tent's profiles: how far a container may reach beyond a tent's wall.
 //!
 //! - `tent` (the default) hardens a spec that asks for less: no_new_privileges
-//!   on, the rootfs mounted `nosuid,nodev`, and tent's own seccomp default when
-//!   the spec brings no profile (once seccomp is supported); it refuses
+//!   on, the rootfs mounted `nosuid,nodev`, and tent's own seccomp default
+//!   (`confine/seccomp/default.rs`) when the spec brings no profile; it refuses
 //!   privileged containers, dangerous added capabilities and the host's pid,
 //!   ipc or network namespace unless the operator's config allows them, with
 //!   an error naming the pod field to change.
@@ -75,6 +75,8 @@ pub struct Hardening {
     pub no_new_privileges: bool,
     /// The rootfs bind is `nosuid,nodev`.
     pub rootfs_nosuid_nodev: bool,
+    /// tent's default seccomp filter when the spec brings none.
+    pub default_seccomp: bool,
 }
 
 const HINT: &str = "run the pod with runtimeClassName: tent-compat, or allow it in tent's config";
@@ -146,6 +148,7 @@ impl Profile {
         Ok(Hardening {
             no_new_privileges: true,
             rootfs_nosuid_nodev: true,
+            default_seccomp: true,
         })
     }
 
@@ -244,7 +247,8 @@ mod tests {
             h.ok(),
             Some(Hardening {
                 no_new_privileges: true,
-                rootfs_nosuid_nodev: true
+                rootfs_nosuid_nodev: true,
+                default_seccomp: true,
             })
         );
         let compat = Profile {

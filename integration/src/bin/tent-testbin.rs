@@ -128,6 +128,55 @@ fn status() {
     );
 }
 
+/// Tries the calls a seccomp profile is judged by and prints `name=result`
+/// (`ok` or the errno): what tent's default filter must refuse.
+fn syscalls() {
+    let errno = |rc: libc::c_long| -> String {
+        if rc >= 0 {
+            "ok".into()
+        } else {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .map_or("?".into(), |e| match e {
+                    libc::EPERM => "EPERM".into(),
+                    libc::ENOSYS => "ENOSYS".into(),
+                    libc::EACCES => "EACCES".into(),
+                    e => format!("errno{e}"),
+                })
+        }
+    };
+    // SAFETY: each call gets valid arguments or null pointers where the
+    // kernel accepts them; results are only printed.
+    unsafe {
+        let r = libc::syscall(libc::SYS_socket, libc::AF_ALG, libc::SOCK_SEQPACKET, 0);
+        say(&format!("socket_af_alg={}", errno(r)));
+        let r = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        say(&format!("socket_af_unix={}", errno(r)));
+        let r = libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER);
+        say(&format!("unshare_user={}", errno(r)));
+        let r = libc::syscall(
+            libc::SYS_keyctl,
+            0 as libc::c_long,  // KEYCTL_GET_KEYRING_ID
+            -3 as libc::c_long, // KEY_SPEC_SESSION_KEYRING
+            0 as libc::c_long,
+        );
+        say(&format!("keyctl={}", errno(r)));
+        // ptrace of another process (our parent's pid is outside the pid
+        // namespace: use a child that stops itself).
+        let child = libc::fork();
+        if child == 0 {
+            libc::pause();
+            libc::_exit(0);
+        }
+        let r = libc::syscall(libc::SYS_ptrace, libc::PTRACE_ATTACH, child, 0, 0);
+        say(&format!("ptrace_attach={}", errno(r)));
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+        let r = libc::syscall(libc::SYS_getpid);
+        say(&format!("getpid={}", errno(r)));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -139,6 +188,7 @@ fn main() {
         }
         "orphans" => orphans(arg(2).parse().unwrap_or(3)),
         "status" => status(),
+        "syscalls" => syscalls(),
         "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
         "pause" => {
             say("ready");
@@ -148,7 +198,7 @@ fn main() {
             }
         }
         other => {
-            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|exit N|pause)");
+            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause)");
             std::process::exit(2);
         }
     }

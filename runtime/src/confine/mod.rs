@@ -79,12 +79,11 @@ impl Confinement {
             no_new_privileges: process.no_new_privileges() == Some(true)
                 || hardening.no_new_privileges,
             hardening,
-            seccomp: spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.seccomp().as_ref())
-                .map(seccomp::compile)
-                .transpose()?,
+            seccomp: match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                Some(profile) => Some(seccomp::compile(profile)?),
+                None if hardening.default_seccomp => Some(seccomp::default::filter()?),
+                None => None,
+            },
         })
     }
 
@@ -210,9 +209,15 @@ mod tests {
         let h = Hardening {
             no_new_privileges: true,
             rootfs_nosuid_nodev: true,
+            default_seccomp: true,
         };
         let c = Confinement::for_init(&s, h)?;
         assert!(c.no_new_privileges);
+        assert!(
+            c.seccomp.is_some(),
+            "tent's default filter for a spec without one"
+        );
+        assert!(Confinement::for_init_default(&s)?.seccomp.is_none());
         let off: Process = serde_json::from_value(serde_json::json!(
             {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": false}
         ))

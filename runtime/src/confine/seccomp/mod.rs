@@ -46,6 +46,7 @@
 
 mod arch;
 mod bpf;
+pub mod default;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,78 @@
+//! tent's default seccomp profile, for a container that brings none under the
+//! `tent` profile: containerd's RuntimeDefault as its newest releases ship it
+//! (`socket` refused for AF_ALG and AF_VSOCK, `clone3` → ENOSYS so libcs fall
+//! back to `clone`, whose namespace flags are refused), without `ptrace`,
+//! `process_vm_readv` and `process_vm_writev`: no process of a tent reads or
+//! controls another's memory. The JSON (`tent-default.json`) is an OCI
+//! profile; its architectures are the host's ABIs, filled in at run time.
+//! Compiled once per process.
+
+use std::sync::OnceLock;
+
+use oci_spec::runtime::LinuxSeccomp;
+
+use super::{compile, Filter};
+use crate::error::{Error, Result};
+
+const PROFILE: &str = include_str!("tent-default.json");
+
+/// The host's ABIs, as OCI architecture names.
+const HOST_ARCHES: &[&str] = if cfg!(target_arch = "x86_64") {
+    &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+} else if cfg!(target_arch = "aarch64") {
+    &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+} else {
+    &[]
+};
+
+/// The profile with the host's architectures.
+pub fn profile() -> Result<LinuxSeccomp> {
+    let mut v: serde_json::Value = serde_json::from_str(PROFILE)
+        .map_err(|e| Error::Protocol(format!("tent's default seccomp profile: {e}")))?;
+    v["architectures"] = serde_json::json!(HOST_ARCHES);
+    serde_json::from_value(v)
+        .map_err(|e| Error::Protocol(format!("tent's default seccomp profile: {e}")))
+}
+
+/// The compiled default filter (compiled on first use).
+pub fn filter() -> Result<Filter> {
+    static FILTER: OnceLock<std::result::Result<Filter, String>> = OnceLock::new();
+    FILTER
+        .get_or_init(|| {
+            profile()
+                .and_then(|p| compile(&p))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| Error::Protocol(format!("tent's default seccomp profile: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_for_this_host_without_ptrace() -> Result<()> {
+        let p = profile()?;
+        let names: Vec<&String> = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names())
+            .collect();
+        assert!(names.iter().any(|n| *n == "read"));
+        for gone in [
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "mount",
+            "unshare",
+            "keyctl",
+        ] {
+            assert!(!names.iter().any(|n| *n == gone), "{gone} is allowed");
+        }
+        let f = filter()?;
+        assert!(!f.instructions().is_empty());
+        Ok(())
+    }
+}
