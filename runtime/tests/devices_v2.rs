@@ -15,15 +15,15 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{default_spec, Bundle, TestFn};
+use common::{default_spec, pipe, reap_zombies, wait_for, Bundle, TestFn};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{ForkResult, Pid};
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources, Process};
 use serde_json::{json, Value};
-use tent_runtime::{Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Stdio};
+use tent_runtime::{Container, ErrorKind, ExecRequest, InitExe, Stdio};
 
 /// Where test cgroups can be made whose device programs the kernel runs.
 fn cgroup2_base() -> Option<PathBuf> {
@@ -326,28 +326,6 @@ fn update_replaces_program(_: &InitExe) {
     assert_eq!(tent_runtime::v2_filters(&s.cg).expect("query").len(), 1);
 }
 
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
-}
-
-fn wait_for(pid: i32) -> WaitStatus {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid: {e}"),
-        }
-    }
-}
-
-fn reap_zombies() {
-    while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
 const MKNOD_CAPS: &[&str] = &["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD"];
 
 fn with_mknod(p: &mut Value) {
@@ -386,14 +364,12 @@ const PROBE: &str = "for n in 'kmsg c 1 11' 'mem c 1 1' 'blk b 7 0' 'null2 c 1 3
     rm -f /dev/x$1; done; (: >/dev/null) 2>/dev/null && echo null w";
 
 fn create(b: &Bundle, exe: &InitExe) -> tent_runtime::Result<Container> {
-    Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
+    b.create(
+        exe,
+        &[],
+        Stdio::default(),
+        &tent_runtime::Profile::default(),
+    )
 }
 
 /// A container (v1 files or the v2 program, as the host has): the defaults

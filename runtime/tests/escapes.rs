@@ -19,12 +19,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{default_spec, Bundle, TestFn};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use common::{default_spec, pipe, read_all, reap_zombies, wait_for, Bundle, TestFn};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 use serde_json::{json, Value};
-use tent_runtime::{Container, CreateRequest, ExecRequest, InitExe, RootfsMount, Stdio};
+use tent_runtime::{Container, ExecRequest, InitExe, RootfsMount, Stdio};
 
 // ---------------------------------------------------------------- helpers
 
@@ -82,10 +82,6 @@ impl Drop for Decoy {
     }
 }
 
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
-}
-
 fn create(
     b: &Bundle,
     exe: &InitExe,
@@ -93,43 +89,16 @@ fn create(
     out: Option<&OwnedFd>,
 ) -> tent_runtime::Result<Container> {
     let dup = |fd: Option<&OwnedFd>| fd.map(|f| f.try_clone().expect("dup"));
-    Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: mounts,
-        stdio: Stdio {
+    b.create(
+        exe,
+        mounts,
+        Stdio {
             stdin: None,
             stdout: dup(out),
             stderr: dup(out),
         },
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
-}
-
-/// Reaps children until `pid` exited.
-fn wait_for(pid: i32) -> WaitStatus {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid: {e}"),
-        }
-    }
-}
-
-fn reap_zombies() {
-    while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut s = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut s);
-    s
+        &tent_runtime::Profile::default(),
+    )
 }
 
 /// Creates, starts and waits for the container; returns its output

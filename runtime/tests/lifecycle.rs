@@ -7,50 +7,27 @@ mod common;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use common::{default_spec, Bundle, TestFn};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use common::{default_spec, read_all, wait_for, Bundle, TestFn};
+use nix::sys::wait::WaitStatus;
 use serde_json::json;
-use tent_runtime::{
-    cleanup_bundle, Container, CreateRequest, ErrorKind, InitExe, RootfsMount, Stdio,
-};
+use tent_runtime::{cleanup_bundle, Container, ErrorKind, InitExe, RootfsMount, Stdio};
 
 fn pipe_stdout() -> (OwnedFd, OwnedFd) {
     nix::unistd::pipe().expect("pipe")
 }
 
 fn create(b: &Bundle, exe: &InitExe, mounts: &[RootfsMount], stdout: Option<OwnedFd>) -> Container {
-    Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: mounts,
-        stdio: Stdio {
+    b.create(
+        exe,
+        mounts,
+        Stdio {
             stdin: None,
             stdout,
             stderr: None,
         },
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
+        &tent_runtime::Profile::default(),
+    )
     .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
-}
-
-/// Reaps children until `pid` exits; returns its wait status.
-fn wait_for(pid: i32) -> WaitStatus {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid: {e}"),
-        }
-    }
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut s);
-    s
 }
 
 fn kill_init_and_all(exe: &InitExe) {
@@ -171,14 +148,12 @@ fn setup_failure_is_a_create_error(exe: &InitExe) {
     let mut spec = default_spec(&["true"]);
     spec["process"]["oomScoreAdj"] = json!(-998);
     b.write_config(&spec);
-    let created = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    });
+    let created = b.create(
+        exe,
+        &[],
+        Stdio::default(),
+        &tent_runtime::Profile::default(),
+    );
     match created {
         Err(e) => {
             let msg = e.to_string();
@@ -204,19 +179,18 @@ fn tent_profile(exe: &InitExe) {
         "grep NoNewPrivs /proc/self/status; awk '$5 == \"/\" {print $6}' /proc/self/mountinfo";
     let run = |b: &Bundle, profile: &tent_runtime::Profile| -> String {
         let (r, w) = pipe_stdout();
-        let mut c = Container::create(CreateRequest {
-            id: &b.id,
-            bundle: &b.dir,
-            rootfs_mounts: &[],
-            stdio: Stdio {
-                stdin: None,
-                stdout: Some(w),
-                stderr: None,
-            },
-            init_exe: exe,
-            profile,
-        })
-        .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
+        let mut c = b
+            .create(
+                exe,
+                &[],
+                Stdio {
+                    stdin: None,
+                    stdout: Some(w),
+                    stderr: None,
+                },
+                profile,
+            )
+            .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
         c.start().expect("start");
         wait_for(c.pid());
         c.destroy().expect("destroy");
@@ -250,16 +224,10 @@ fn tent_profile(exe: &InitExe) {
         let mut spec = default_spec(&["true"]);
         edit(&mut spec);
         b.write_config(&spec);
-        let e = Container::create(CreateRequest {
-            id: &b.id,
-            bundle: &b.dir,
-            rootfs_mounts: &[],
-            stdio: Stdio::default(),
-            init_exe: exe,
-            profile: &tent,
-        })
-        .map(|_| ())
-        .expect_err(field);
+        let e = b
+            .create(exe, &[], Stdio::default(), &tent)
+            .map(|_| ())
+            .expect_err(field);
         assert!(e.to_string().starts_with(field), "{e}");
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         b.assert_clean();
@@ -293,15 +261,14 @@ fn unsupported_user_namespace(exe: &InitExe) {
         a.push(json!({"type": "user"}));
     }
     b.write_config(&spec);
-    let e = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
-    .expect_err("user namespace");
+    let e = b
+        .create(
+            exe,
+            &[],
+            Stdio::default(),
+            &tent_runtime::Profile::default(),
+        )
+        .expect_err("user namespace");
     assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
     b.assert_clean();
 }

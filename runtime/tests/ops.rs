@@ -8,31 +8,26 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{default_spec, Bundle, TestFn};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use common::{default_spec, pipe, reap_zombies, wait_for, Bundle, TestFn};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Process};
 use serde_json::{json, Value};
-use tent_runtime::{Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Stdio};
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
-}
+use tent_runtime::{Container, ErrorKind, ExecRequest, InitExe, Stdio};
 
 /// Creates and starts a container running `args` with `edit` applied to the spec.
 fn running(b: &Bundle, exe: &InitExe, args: &[&str], edit: impl FnOnce(&mut Value)) -> Container {
     let mut spec = default_spec(args);
     edit(&mut spec);
     b.write_config(&spec);
-    let mut c = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
-    .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
+    let mut c = b
+        .create(
+            exe,
+            &[],
+            Stdio::default(),
+            &tent_runtime::Profile::default(),
+        )
+        .unwrap_or_else(|e| panic!("create {}: {e}", b.id));
     c.start().expect("start");
     c
 }
@@ -59,27 +54,6 @@ fn exit_code(s: WaitStatus) -> i32 {
         WaitStatus::Exited(_, c) => c,
         WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
         other => panic!("unexpected {other:?}"),
-    }
-}
-
-/// Reaps every child until `pid` exited (a pid namespace's init cannot finish
-/// exiting while zombies of failed execs, our children, are left in it).
-fn wait_for(pid: i32) -> WaitStatus {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid: {e}"),
-        }
-    }
-}
-
-/// Reaps leftover exec stage-1 zombies.
-fn reap_zombies() {
-    while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
-        }
     }
 }
 
@@ -465,15 +439,14 @@ fn oom_kill_is_reported(exe: &InitExe) {
     let mut spec = default_spec(&["sh", "-c", script]);
     spec["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
     b.write_config(&spec);
-    let mut c = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
-    .expect("create");
+    let mut c = b
+        .create(
+            exe,
+            &[],
+            Stdio::default(),
+            &tent_runtime::Profile::default(),
+        )
+        .expect("create");
     let w = c.oom_watcher().expect("oom watcher");
     let before = w.oom_kills().expect("oom_kills");
     c.start().expect("start");
@@ -587,15 +560,14 @@ fn terminal_init(exe: &InitExe) {
     spec["process"]["terminal"] = json!(true);
     spec["process"]["consoleSize"] = json!({"height": 40, "width": 132});
     b.write_config(&spec);
-    let mut c = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &tent_runtime::Profile::default(),
-    })
-    .expect("create terminal init");
+    let mut c = b
+        .create(
+            exe,
+            &[],
+            Stdio::default(),
+            &tent_runtime::Profile::default(),
+        )
+        .expect("create terminal init");
     let master = c.take_console().expect("pty master");
     assert!(c.take_console().is_none());
     c.start().expect("start");

@@ -11,13 +11,10 @@ mod common;
 
 use std::os::fd::OwnedFd;
 
-use common::{default_spec, Bundle, TestFn};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use common::{default_spec, read_all, wait_for, Bundle, TestFn};
+use nix::sys::wait::WaitStatus;
 use serde_json::{json, Value};
-use tent_runtime::{
-    Container, CreateRequest, ErrorKind, ExecRequest, InitExe, Mode, Profile, Stdio,
-};
+use tent_runtime::{Container, ErrorKind, ExecRequest, InitExe, Mode, Profile, Stdio};
 
 fn runtime_default() -> Value {
     let text = include_str!("fixtures/seccomp-runtime-default-amd64.json");
@@ -65,32 +62,8 @@ fn compat() -> Profile {
 }
 
 fn create(b: &Bundle, exe: &InitExe, stdio: Stdio) -> Container {
-    Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio,
-        init_exe: exe,
-        profile: &compat(),
-    })
-    .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
-}
-
-fn wait_for(pid: i32) -> WaitStatus {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid: {e}"),
-        }
-    }
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut s);
-    s
+    b.create(exe, &[], stdio, &compat())
+        .unwrap_or_else(|e| panic!("create {}: {e}", b.id))
 }
 
 /// Blocked calls fail with EPERM, everything a shell needs works, and the
@@ -222,15 +195,9 @@ fn uncompilable_profile_fails_create(exe: &InitExe) {
     let mut profile = runtime_default();
     profile["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_PPC64LE"]);
     b.write_config(&spec(&["true"], profile));
-    let e = Container::create(CreateRequest {
-        id: &b.id,
-        bundle: &b.dir,
-        rootfs_mounts: &[],
-        stdio: Stdio::default(),
-        init_exe: exe,
-        profile: &compat(),
-    })
-    .expect_err("ppc64le");
+    let e = b
+        .create(exe, &[], Stdio::default(), &compat())
+        .expect_err("ppc64le");
     assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
     assert!(
         e.to_string().contains("linux.seccomp.architectures[1]"),

@@ -5,9 +5,48 @@
 
 #![allow(dead_code)]
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
+use tent_runtime::{Container, CreateRequest, InitExe, Profile, RootfsMount, Stdio};
+
+/// A CLOEXEC pipe (read end, write end).
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
+}
+
+/// Reaps every child until `pid` exited; its wait status. (A pid namespace's
+/// init cannot finish exiting while zombies of failed execs, our children,
+/// are left in it.)
+pub fn wait_for(pid: i32) -> WaitStatus {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(s) if s.pid() == Some(Pid::from_raw(pid)) => return s,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("waitpid: {e}"),
+        }
+    }
+}
+
+/// Reaps leftover zombies (exec stage 1s) without waiting.
+pub fn reap_zombies() {
+    while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Everything readable from `fd` until EOF, as text.
+pub fn read_all(fd: OwnedFd) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    let _ = std::fs::File::from(fd).read_to_string(&mut s);
+    s
+}
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -48,6 +87,24 @@ impl Bundle {
         let b = Bundle { dir, id };
         b.write_config(&default_spec(&["true"]));
         b
+    }
+
+    /// `Container::create` of this bundle.
+    pub fn create(
+        &self,
+        exe: &InitExe,
+        mounts: &[RootfsMount],
+        stdio: Stdio,
+        profile: &Profile,
+    ) -> tent_runtime::Result<Container> {
+        Container::create(CreateRequest {
+            id: &self.id,
+            bundle: &self.dir,
+            rootfs_mounts: mounts,
+            stdio,
+            init_exe: exe,
+            profile,
+        })
     }
 
     pub fn rootfs(&self) -> PathBuf {
