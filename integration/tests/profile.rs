@@ -194,3 +194,86 @@ fn exec_gets_the_default_filter() {
     assert!(r.stdout.contains("getpid=ok"), "{r:#?}");
     c.assert_no_leftovers(&id);
 }
+
+/// A spec's own seccomp profile through containerd decides, with its errno: a profile that
+/// allows everything but `keyctl`, which gets EACCES, under both profiles (tent uses a
+/// spec's profile as given).
+#[test]
+fn spec_seccomp_profile_decides() {
+    if is_runc() {
+        return;
+    }
+    let c = Containerd::shared();
+    for (name, opts) in [("tent", RunOpts::default()), ("compat", compat())] {
+        let id = unique_id("prof-seccomp-own");
+        let mut spec = Spec::base(c, &id, &["/bin/tent-testbin", "syscalls"]);
+        spec["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        });
+        let r = c.run_spec(&id, &spec, &opts);
+        r.assert_ok();
+        c.assert_no_leftovers(&id);
+        assert!(r.stdout.contains("keyctl=EACCES"), "{name}: {r:#?}");
+        // Not tent's default: what the profile allows is allowed.
+        assert!(!r.stdout.contains("socket_af_alg=EPERM"), "{name}: {r:#?}");
+        assert!(
+            !r.stdout.contains("unshare_user=EPERM") || name == "tent",
+            "{name}: {r:#?}"
+        );
+    }
+}
+
+/// Security settings the host cannot apply are refused through containerd, naming the field,
+/// leaving nothing: an AppArmor profile where AppArmor is off (or the profile not loaded),
+/// an SELinux label without SELinux, a seccomp architecture tent cannot compile.
+#[test]
+fn unapplicable_security_settings_are_refused() {
+    if is_runc() {
+        return;
+    }
+    let c = Containerd::shared();
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "apparmor",
+            serde_json::json!({"process": {"apparmorProfile": "tent-test-not-loaded"}}),
+            "process.apparmorProfile: ",
+        ),
+        (
+            "arch",
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_PPC64LE"], "syscalls": []}}}),
+            "linux.seccomp.architectures[0]",
+        ),
+    ];
+    let mut cases = cases;
+    if !selinux {
+        cases.push((
+            "selinux",
+            serde_json::json!({"process": {"selinuxLabel": "system_u:system_r:container_t:s0"}}),
+            "process.selinuxLabel: SELinux is not enabled on this host",
+        ));
+    }
+    for (name, patch, want) in cases {
+        let id = unique_id(&format!("prof-bad-{name}"));
+        let mut spec = Spec::base(c, &id, &["true"]);
+        merge(&mut spec, &patch);
+        let r = c.run_spec(&id, &spec, &RunOpts::default());
+        assert_ne!(r.code, Some(0), "{name}: {r:#?}");
+        assert!(r.stderr.contains(want), "{name}: want {want:?}: {r:#?}");
+        c.assert_no_leftovers(&id);
+    }
+}
+
+fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
