@@ -6,7 +6,9 @@
 # Output: .cache/images/tent-test.tar (OCI image layout archive), image name
 # docker.io/library/tent-test:latest (set as io.containerd.image.name and
 # org.opencontainers.image.ref.name annotations, so `ctr images import` on containerd 1.6, 1.7
-# and 2.x names it without --base-name).
+# and 2.x names it without --base-name), and the CRI pod sandbox image
+# docker.io/library/tent-test:pause (the same layer, cmd `/bin/sleep inf`; the first manifest
+# stays `latest`).
 # Content: Debian busybox-static's /bin/busybox with a symlink per applet in /bin, /etc/passwd
 # and /etc/group (root 0, tent 1000, nobody 65534), /tmp (1777), empty /proc /sys /dev, cmd /bin/sh.
 # --add copies an extra (static) file into the image, e.g. the tests' helper:
@@ -16,6 +18,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$REPO/.cache/images/tent-test.tar"
 NAME="docker.io/library/tent-test:latest"
+PAUSE_NAME="docker.io/library/tent-test:pause"
 ADDS=()
 log() { echo "build-image: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -81,13 +84,21 @@ umoci config --image "$L:latest" \
   --config.workingdir / \
   --architecture amd64 --os linux \
   --author tent --history.created_by "hack/build-image.sh"
+# The CRI pod sandbox ("pause") image: the same layer, a process that lives until it is killed
+# (CRI runs the image's entrypoint+cmd as the sandbox's process with stdin on /dev/null, where
+# `latest`'s /bin/sh would exit at once and leave the pod NotReady).
+umoci config --image "$L:latest" --tag pause --config.cmd /bin/sleep --config.cmd inf \
+  --history.created_by "hack/build-image.sh (pause)"
 umoci gc --layout "$L"
-# Name the manifest in index.json so every containerd version imports it under $NAME.
-jq --arg n "$NAME" '.manifests |= map(.annotations = ((.annotations // {}) + {
-      "io.containerd.image.name": $n,
-      "org.opencontainers.image.ref.name": "latest"}))' "$L/index.json" >"$WORK/index.json"
+# Name the manifests in index.json so every containerd version imports them as $NAME and
+# $PAUSE_NAME.
+jq --arg n "$NAME" --arg p "$PAUSE_NAME" '.manifests |= (map(
+    (.annotations["org.opencontainers.image.ref.name"]) as $ref
+    | .annotations = ((.annotations // {}) + {
+        "io.containerd.image.name": (if $ref == "pause" then $p else $n end)}))
+  | sort_by(.annotations["io.containerd.image.name"] != $n))' "$L/index.json" >"$WORK/index.json"
 mv "$WORK/index.json" "$L/index.json"
-[[ "$(jq '.manifests | length' "$L/index.json")" == 1 ]] || die "expected one manifest in index.json"
+[[ "$(jq '.manifests | length' "$L/index.json")" == 2 ]] || die "expected two manifests (latest, pause) in index.json"
 
 mkdir -p "$(dirname "$OUT")"
 # A private temp name, then an atomic rename: concurrent builds of the same OUT cannot mix.

@@ -13,6 +13,7 @@
 #                                 <repo>/target/x86_64-unknown-linux-gnu/release, as
 #                                 hack/build-shim.sh builds it), first on the daemon's PATH
 #                TENT_IMAGE       image archive to import (default .cache/images/tent-test.tar,
+#                                 with tent-test:latest and CRI's sandbox image tent-test:pause;
 #                                 built with hack/build-image.sh first if missing; a TENT_IMAGE
 #                                 that names a missing file is skipped with a warning)
 #                TENT_CONTAINERD_LOG_LEVEL   daemon log level (default info)
@@ -35,19 +36,48 @@ bridge_name() { # unique per DIR, <= 15 chars
 }
 
 write_cni() { # <dir>
-  # Pods get their own network namespace with loopback only: tests never put
-  # traffic on any address but loopback (no bridge, no private-range subnet).
+  # Pods get their own network namespace with loopback only: tests never put traffic on any
+  # address but loopback (no bridge, no private-range subnet, nothing in the host's netns).
+  # CRI's RunPodSandbox still needs an `eth0` with an address in the CNI result ("failed to
+  # find network info for sandbox"), so the chain ends with tent-podif (written below): a veth
+  # pair whose two ends both stay inside the pod's namespace, eth0 holding 127.0.0.2/32.
   local d="$1" br
   br="$(bridge_name "$d")"
-  mkdir -p "$d/cni/net.d"
+  mkdir -p "$d/cni/net.d" "$d/cni/bin"
+  ln -sfn /usr/lib/cni/loopback "$d/cni/bin/loopback"
+  cat >"$d/cni/bin/tent-podif" <<'SH'
+#!/bin/sh
+# CNI plugin of tent's test daemons: ADD puts a veth pair into $CNI_NETNS (both ends there,
+# none in the host's namespace) with 127.0.0.2/32 on $CNI_IFNAME; DEL removes it.
+cat >/dev/null
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+case "$CNI_COMMAND" in
+  ADD)
+    nsenter --net="$CNI_NETNS" sh -ec "
+      ip link add '$CNI_IFNAME' type veth peer name '${CNI_IFNAME}p'
+      ip addr add 127.0.0.2/32 dev '$CNI_IFNAME'
+      ip link set '$CNI_IFNAME' up" >&2 || {
+      printf '{"cniVersion":"1.0.0","code":11,"msg":"tent-podif: cannot add %s in %s"}\n' "$CNI_IFNAME" "$CNI_NETNS"
+      exit 1
+    }
+    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"address":"127.0.0.2/32","interface":0}]}\n' "$CNI_IFNAME" "$CNI_NETNS" ;;
+  DEL)
+    [ -e "$CNI_NETNS" ] && nsenter --net="$CNI_NETNS" ip link del "$CNI_IFNAME" 2>/dev/null
+    exit 0 ;;
+  CHECK) exit 0 ;;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+  *) printf '{"cniVersion":"1.0.0","code":4,"msg":"tent-podif: unknown CNI_COMMAND %s"}\n' "$CNI_COMMAND"; exit 1 ;;
+esac
+SH
+  chmod 0755 "$d/cni/bin/tent-podif"
   cat >"$d/cni/net.d/10-tent.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "tent-$br",
-  "plugins": [ { "type": "loopback" } ]
+  "plugins": [ { "type": "loopback" }, { "type": "tent-podif" } ]
 }
 JSON
-  echo "$br loopback-only"
+  echo "$br loopback-only (pods: veth pair inside the pod, eth0 127.0.0.2/32)"
 }
 
 # Plugins a test daemon never needs; unknown names are ignored by containerd.
@@ -88,7 +118,7 @@ $common
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
 [plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "docker.io/library/tent-test:latest"
+  sandbox = "docker.io/library/tent-test:pause"
 [plugins."io.containerd.cri.v1.runtime"]
   restrict_oom_score_adj = true
   enable_selinux = false
@@ -105,7 +135,7 @@ $common
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-compat.options]
   ConfigPath = "$REPO/config/tent-compat.toml"
 [plugins."io.containerd.cri.v1.runtime".cni]
-  bin_dirs = ["/usr/lib/cni"]
+  bin_dirs = ["$d/cni/bin"]
   conf_dir = "$d/cni/net.d"
   max_conf_num = 1
 TOML
@@ -121,7 +151,7 @@ $common
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   restrict_oom_score_adj = true
-  sandbox_image = "docker.io/library/tent-test:latest"
+  sandbox_image = "docker.io/library/tent-test:pause"
 [plugins."io.containerd.grpc.v1.cri".containerd]
   snapshotter = "overlayfs"
   default_runtime_name = "runc"
@@ -136,7 +166,7 @@ $common
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-compat.options]
   ConfigPath = "$REPO/config/tent-compat.toml"
 [plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
+  bin_dir = "$d/cni/bin"
   conf_dir = "$d/cni/net.d"
   max_conf_num = 1
 TOML
@@ -212,6 +242,8 @@ ENV
         || { cat "$d/import.err" >&2; die "ctr -n $ns images import $image failed"; }
     done
     log "imported $(basename "$image") into namespaces default and k8s.io"
+    ctr_at "$d" -n k8s.io images ls -q 2>/dev/null | grep -qx 'docker.io/library/tent-test:pause' \
+      || log "WARNING: $image has no docker.io/library/tent-test:pause (CRI's pod sandbox image): it predates it; rebuild it with hack/build-image.sh, or CRI pods will not start"
   else
     log "WARNING: TENT_IMAGE=$image missing (build it with hack/build-image.sh --out $image); no image imported"
   fi

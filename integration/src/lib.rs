@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod cri;
+
 pub use serde_json::{json, Value};
 
 /// Image every test container uses (built by `hack/build-image.sh`).
@@ -863,7 +865,7 @@ pub fn cgroup_procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn read_dir_names(d: &Path) -> Vec<String> {
+pub(crate) fn read_dir_names(d: &Path) -> Vec<String> {
     std::fs::read_dir(d)
         .map(|it| {
             it.filter_map(|e| e.ok())

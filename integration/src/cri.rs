@@ -1,0 +1,721 @@
+//! A small CRI v1 client over containerd's unix socket, sending what kubelet sends.
+//!
+//! - [`Cri::connect`] opens one gRPC channel (tonic, a current-thread tokio runtime inside) to
+//!   a [`Containerd`]'s socket; every call blocks and is bounded by [`CRI_TIMEOUT`].
+//! - [`pod_config`] and [`container_config`] build the requests kubelet builds for a plain pod:
+//!   metadata with a fresh uid, hostname, log directory, a cgroupfs `cgroup_parent`
+//!   (`/kubepods/besteffort/pod<uid>`), namespace options (network and IPC per pod, PID per
+//!   container), `seccomp: Unconfined` (kubelet's default without `SeccompDefault`) and
+//!   kubelet's default masked and read-only paths. Tests change the fields they are about.
+//! - [`Pod`] is a running sandbox on one runtime handler (`tent`, `tent-compat`, `runc`); it
+//!   stops and removes its containers and itself on drop. [`Pod::remove`] does the same and
+//!   then checks nothing is left ([`Cri::assert_pod_gone`]): no shim, mounts, cgroup dirs,
+//!   bundle or CRI state dirs, network namespace for the pod or any of its containers.
+//! - Images are never pulled: `hack/containerd.sh up` imports the test image into the `k8s.io`
+//!   namespace, where CRI finds `docker.io/library/tent-test:latest` (and the pod sandbox
+//!   image `docker.io/library/tent-test:pause`).
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::{cgroup_roots, cmdline, mounts_mentioning, unique_id, Containerd, IMAGE};
+
+/// The generated CRI v1 types and client (`runtime.v1`).
+pub mod api {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("runtime.v1");
+}
+
+use api::runtime_service_client::RuntimeServiceClient;
+pub use api::security_profile::ProfileType;
+pub use api::NamespaceMode;
+pub use api::{
+    Capability, ContainerConfig, ContainerState, ContainerStatus, ExecSyncResponse,
+    NamespaceOption, PodSandboxConfig, SecurityProfile,
+};
+pub use tonic::Status;
+
+/// containerd namespace of CRI's containers.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// Runtime handlers configured by `hack/containerd.sh`.
+pub const TENT: &str = "tent";
+pub const TENT_COMPAT: &str = "tent-compat";
+pub const RUNC: &str = "runc";
+/// Bound of one CRI call (RunPodSandbox included).
+pub const CRI_TIMEOUT: Duration = Duration::from_secs(60);
+/// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).
+pub const KUBELET_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+pub const KUBELET_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A blocking CRI v1 client of one containerd.
+pub struct Cri<'a> {
+    ctd: &'a Containerd,
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl<'a> Cri<'a> {
+    /// Connect to `ctd`'s CRI (its gRPC socket) and check it answers `Version`.
+    pub fn connect(ctd: &'a Containerd) -> Cri<'a> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let sock = ctd.address();
+        let channel = rt
+            .block_on(async {
+                Endpoint::from_static("http://localhost")
+                    .connect_timeout(Duration::from_secs(10))
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let sock = sock.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(sock).await?,
+                            ))
+                        }
+                    }))
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", ctd.address().display()));
+        let cri = Cri {
+            ctd,
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        };
+        let v = cri
+            .call(|mut c| async move { c.version(api::VersionRequest::default()).await })
+            .unwrap_or_else(|e| panic!("CRI Version: {e}\n{}", ctd.log_tail(20)));
+        assert_eq!(v.runtime_api_version, "v1", "{v:?}");
+        cri
+    }
+
+    pub fn containerd(&self) -> &'a Containerd {
+        self.ctd
+    }
+
+    /// One CRI call on a clone of the client (cheap: the channel is shared), bounded in time.
+    pub fn call<T, F, Fut>(&self, f: F) -> Result<T, tonic::Status>
+    where
+        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = f(self.client.clone());
+        self.rt.block_on(async {
+            match tokio::time::timeout(CRI_TIMEOUT, fut).await {
+                Ok(r) => r.map(tonic::Response::into_inner),
+                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                    "CRI call timed out after {CRI_TIMEOUT:?}"
+                ))),
+            }
+        })
+    }
+
+    /// RunPodSandbox on `handler`; the sandbox id.
+    pub fn run_pod_sandbox(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, tonic::Status> {
+        let req = api::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.to_string(),
+        };
+        self.call(|mut c| async move { c.run_pod_sandbox(req).await })
+            .map(|r| r.pod_sandbox_id)
+    }
+
+    pub fn stop_pod_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = api::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.stop_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+
+    pub fn remove_pod_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.remove_pod_sandbox(req).await })
+            .map(|_| ())
+    }
+
+    /// PodSandboxStatus with `verbose` (containerd's `info` map: `info` holds its JSON).
+    pub fn pod_sandbox_status(
+        &self,
+        id: &str,
+    ) -> Result<api::PodSandboxStatusResponse, tonic::Status> {
+        let req = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        self.call(|mut c| async move { c.pod_sandbox_status(req).await })
+    }
+
+    /// Sandboxes (any state) labelled `label=value`.
+    pub fn list_pod_sandboxes(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<api::PodSandbox>, tonic::Status> {
+        let req = api::ListPodSandboxRequest {
+            filter: Some(api::PodSandboxFilter {
+                label_selector: HashMap::from([(label.to_string(), value.to_string())]),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_pod_sandbox(req).await })
+            .map(|r| r.items)
+    }
+
+    /// Containers (any state) of a sandbox.
+    pub fn list_containers(&self, pod_id: &str) -> Result<Vec<api::Container>, tonic::Status> {
+        let req = api::ListContainersRequest {
+            filter: Some(api::ContainerFilter {
+                pod_sandbox_id: pod_id.to_string(),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_containers(req).await })
+            .map(|r| r.containers)
+    }
+
+    /// CreateContainer in a sandbox (kubelet passes the sandbox's config again); the id.
+    pub fn create_container(
+        &self,
+        pod_id: &str,
+        config: &ContainerConfig,
+        sandbox_config: &PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = api::CreateContainerRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            config: Some(config.clone()),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        self.call(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = api::StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.start_container(req).await })
+            .map(|_| ())
+    }
+
+    /// StopContainer: the stop signal, SIGKILL after `timeout_s` (kubelet's grace period).
+    pub fn stop_container(&self, id: &str, timeout_s: i64) -> Result<(), tonic::Status> {
+        let req = api::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: timeout_s,
+        };
+        self.call(|mut c| async move { c.stop_container(req).await })
+            .map(|_| ())
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = api::RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.remove_container(req).await })
+            .map(|_| ())
+    }
+
+    /// ContainerStatus with `verbose` (`info["info"]` holds containerd's JSON with the
+    /// container's OCI `runtimeSpec`).
+    pub fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<api::ContainerStatusResponse, tonic::Status> {
+        let req = api::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: true,
+        };
+        self.call(|mut c| async move { c.container_status(req).await })
+    }
+
+    /// ExecSync `cmd` in a container (bounded by `timeout_s` on containerd's side).
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_s: i64,
+    ) -> Result<ExecSyncResponse, tonic::Status> {
+        let req = api::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: timeout_s,
+        };
+        self.call(|mut c| async move { c.exec_sync(req).await })
+    }
+
+    /// Everything a removed pod (sandbox `pod_id`, containers `ids`, kubelet's pod `uid`)
+    /// could leave behind.
+    pub fn pod_leftovers(&self, pod_id: Option<&str>, ids: &[String], uid: &str) -> Vec<String> {
+        let ctd = self.ctd;
+        let mut v = Vec::new();
+        let all: Vec<&str> = pod_id
+            .into_iter()
+            .chain(ids.iter().map(String::as_str))
+            .collect();
+        for id in &all {
+            for m in mounts_mentioning(id) {
+                v.push(format!("mount of {id}: {m}"));
+            }
+            for p in ctd.shim_pids_for(id) {
+                v.push(format!("shim process {p}: {}", cmdline(p)));
+            }
+            let state = ctd.state_dir();
+            let root = ctd.dir().join("root");
+            for d in [
+                state
+                    .join("io.containerd.runtime.v2.task")
+                    .join(CRI_NAMESPACE)
+                    .join(id),
+                state.join("io.containerd.grpc.v1.cri/sandboxes").join(id),
+                state.join("io.containerd.grpc.v1.cri/containers").join(id),
+                root.join("io.containerd.grpc.v1.cri/sandboxes").join(id),
+                root.join("io.containerd.grpc.v1.cri/containers").join(id),
+            ] {
+                if d.exists() {
+                    v.push(format!("dir of {id}: {}", d.display()));
+                }
+            }
+        }
+        // Any shim of this daemon whose bundle belongs to the pod (a sandbox whose id the
+        // test never learnt, e.g. after a failed RunPodSandbox).
+        for p in ctd.shim_pids("") {
+            let spec =
+                std::fs::read_to_string(format!("/proc/{p}/cwd/config.json")).unwrap_or_default();
+            if spec.contains(uid) {
+                v.push(format!("shim process {p} of pod {uid}: {}", cmdline(p)));
+            }
+        }
+        let bundles = ctd
+            .state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(CRI_NAMESPACE);
+        for name in crate::read_dir_names(&bundles) {
+            let spec = std::fs::read_to_string(bundles.join(&name).join("config.json"))
+                .unwrap_or_default();
+            if spec.contains(uid) {
+                v.push(format!(
+                    "bundle of pod {uid}: {}",
+                    bundles.join(name).display()
+                ));
+            }
+        }
+        // Cgroups: the runtime creates `<cgroup_parent>/<id>`; the pod's own dir is kubelet's.
+        for d in pod_cgroup_dirs(uid) {
+            for child in crate::read_dir_names(&d) {
+                if d.join(&child).is_dir() {
+                    v.push(format!("cgroup dir: {}", d.join(child).display()));
+                }
+            }
+        }
+        v
+    }
+
+    /// Wait (up to 10 s: shims exit asynchronously) until [`Self::pod_leftovers`] is empty,
+    /// then remove the pod's cgroup dirs as kubelet does; panic with the list otherwise.
+    #[track_caller]
+    pub fn assert_pod_gone(&self, pod_id: Option<&str>, ids: &[String], uid: &str) {
+        let t = Instant::now();
+        loop {
+            let left = self.pod_leftovers(pod_id, ids, uid);
+            if left.is_empty() {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                panic!(
+                    "pod {uid} (sandbox {pod_id:?}, containers {ids:?}) left behind:\n  {}\ndaemon log:\n{}",
+                    left.join("\n  "),
+                    self.ctd.log_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(l) = self.list_pod_sandboxes(UID_LABEL, uid) {
+            assert!(l.is_empty(), "CRI still lists the pod's sandboxes: {l:?}");
+        }
+        remove_pod_cgroups(uid);
+    }
+}
+
+/// Label every test pod carries (its uid), to find its sandboxes when RunPodSandbox failed.
+pub const UID_LABEL: &str = "tent.test/uid";
+
+/// The cgroupfs `cgroup_parent` kubelet gives a BestEffort pod.
+pub fn cgroup_parent(uid: &str) -> String {
+    format!("/kubepods/besteffort/pod{uid}")
+}
+
+/// Existing `<hierarchy>/kubepods/besteffort/pod<uid>` dirs.
+pub fn pod_cgroup_dirs(uid: &str) -> Vec<PathBuf> {
+    let rel = cgroup_parent(uid);
+    cgroup_roots()
+        .into_iter()
+        .map(|r| r.join(rel.trim_start_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// rmdir the pod's cgroup dirs (kubelet's job once the pod is gone), then the empty
+/// `kubepods/besteffort` and `kubepods` dirs.
+fn remove_pod_cgroups(uid: &str) {
+    for d in pod_cgroup_dirs(uid) {
+        let _ = std::fs::remove_dir(&d);
+        for up in [d.parent(), d.parent().and_then(Path::parent)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(up);
+        }
+    }
+}
+
+/// The request kubelet builds for a pod named `name` (fresh uid, namespace `tent-it`).
+pub fn pod_config(ctd: &Containerd, name: &str) -> PodSandboxConfig {
+    let uid = unique_id("uid").replace('-', "");
+    let log_dir = ctd.dir().join("pods").join(&uid);
+    std::fs::create_dir_all(&log_dir).expect("mkdir pod log dir");
+    PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.to_string(),
+            uid: uid.clone(),
+            namespace: "tent-it".to_string(),
+            attempt: 0,
+        }),
+        hostname: name.to_string(),
+        log_directory: log_dir.display().to_string(),
+        dns_config: Some(api::DnsConfig::default()),
+        labels: HashMap::from([
+            (UID_LABEL.to_string(), uid.clone()),
+            ("io.kubernetes.pod.name".to_string(), name.to_string()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                "tent-it".to_string(),
+            ),
+            ("io.kubernetes.pod.uid".to_string(), uid.clone()),
+        ]),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent(&uid),
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(pod_namespaces()),
+                seccomp: Some(profile(ProfileType::Unconfined, "")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// kubelet's namespace options for a plain pod: network and IPC per pod, PID per container.
+pub fn pod_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// A seccomp (or AppArmor) profile reference.
+pub fn profile(t: ProfileType, localhost_ref: &str) -> SecurityProfile {
+    SecurityProfile {
+        profile_type: t as i32,
+        localhost_ref: localhost_ref.to_string(),
+    }
+}
+
+/// The request kubelet builds for container `name` running `command` from the test image.
+pub fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(api::ImageSpec {
+            image: IMAGE.to_string(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        envs: vec![api::KeyValue {
+            key: "PATH".to_string(),
+            value: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        }],
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("io.kubernetes.container.name".to_string(), name.to_string())]),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(api::LinuxContainerResources {
+                cpu_shares: 2,
+                oom_score_adj: 1000,
+                ..Default::default()
+            }),
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(pod_namespaces()),
+                seccomp: Some(profile(ProfileType::Unconfined, "")),
+                masked_paths: KUBELET_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+                readonly_paths: KUBELET_READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container's security context (always present in [`container_config`]'s requests).
+pub fn security_context(c: &mut ContainerConfig) -> &mut api::LinuxContainerSecurityContext {
+    c.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The sandbox's Linux config (always present in [`pod_config`]'s requests).
+pub fn pod_linux(p: &mut PodSandboxConfig) -> &mut api::LinuxPodSandboxConfig {
+    p.linux.get_or_insert_with(Default::default)
+}
+
+/// A running pod sandbox on one runtime handler; stopped and removed on drop.
+pub struct Pod<'c, 'a> {
+    cri: &'c Cri<'a>,
+    pub id: String,
+    pub config: PodSandboxConfig,
+    pub handler: String,
+    containers: Vec<String>,
+    removed: bool,
+}
+
+impl<'c, 'a> Pod<'c, 'a> {
+    /// RunPodSandbox; on failure the status, after checking nothing of the pod was left.
+    pub fn run(
+        cri: &'c Cri<'a>,
+        config: PodSandboxConfig,
+        handler: &str,
+    ) -> Result<Pod<'c, 'a>, tonic::Status> {
+        match cri.run_pod_sandbox(&config, handler) {
+            Ok(id) => Ok(Pod {
+                cri,
+                id,
+                config,
+                handler: handler.to_string(),
+                containers: Vec::new(),
+                removed: false,
+            }),
+            Err(e) => {
+                // containerd names the sandbox in some errors ("failed to start sandbox
+                // \"<id>\"" on 2.x): check that id's leftovers too.
+                let id = sandbox_id_in(e.message());
+                cri.assert_pod_gone(id.as_deref(), &[], &uid_of(&config));
+                Err(e)
+            }
+        }
+    }
+
+    pub fn uid(&self) -> String {
+        uid_of(&self.config)
+    }
+
+    /// CreateContainer (recorded for clean-up when it succeeds).
+    pub fn create(&mut self, config: &ContainerConfig) -> Result<String, tonic::Status> {
+        let id = self.cri.create_container(&self.id, config, &self.config)?;
+        self.containers.push(id.clone());
+        Ok(id)
+    }
+
+    /// StartContainer.
+    pub fn start(&self, id: &str) -> Result<(), tonic::Status> {
+        self.cri.start_container(id)
+    }
+
+    /// CreateContainer + StartContainer, then wait until CRI reports it running; panics on
+    /// any error with the daemon's log.
+    #[track_caller]
+    pub fn run_container(&mut self, config: &ContainerConfig) -> String {
+        let log = |e: &tonic::Status| format!("{e}\ndaemon log:\n{}", self.cri.ctd.log_tail(30));
+        let id = self
+            .create(config)
+            .unwrap_or_else(|e| panic!("CreateContainer on {}: {}", self.handler, log(&e)));
+        if let Err(e) = self.cri.start_container(&id) {
+            panic!("StartContainer on {}: {}", self.handler, log(&e));
+        }
+        self.wait_state(
+            &id,
+            ContainerState::ContainerRunning,
+            Duration::from_secs(20),
+        );
+        id
+    }
+
+    /// Wait until ContainerStatus reports `want`.
+    #[track_caller]
+    pub fn wait_state(&self, id: &str, want: ContainerState, timeout: Duration) -> ContainerStatus {
+        let t = Instant::now();
+        loop {
+            let st = self
+                .cri
+                .container_status(id)
+                .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+                .status
+                .expect("status");
+            if st.state == want as i32 {
+                return st;
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "container {id} not {want:?} after {timeout:?}: {st:?}\n{}",
+                self.cri.ctd.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// ExecSync; panics on a CRI error.
+    #[track_caller]
+    pub fn exec(&self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        self.cri.exec_sync(id, cmd, 30).unwrap_or_else(|e| {
+            panic!(
+                "ExecSync {cmd:?} in {id}: {e}\n{}",
+                self.cri.ctd.log_tail(30)
+            )
+        })
+    }
+
+    /// ExecSync that must exit 0; its stdout.
+    #[track_caller]
+    pub fn exec_ok(&self, id: &str, cmd: &[&str]) -> String {
+        let r = self.exec(id, cmd);
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert_eq!(
+            r.exit_code,
+            0,
+            "{cmd:?} in {id}: stdout {out:?} stderr {:?}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        out
+    }
+
+    /// The container's OCI spec as containerd built it (ContainerStatus verbose info).
+    pub fn runtime_spec(&self, id: &str) -> serde_json::Value {
+        let r = self
+            .cri
+            .container_status(id)
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"));
+        let info: serde_json::Value =
+            serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .expect("ContainerStatus info json");
+        info["runtimeSpec"].clone()
+    }
+
+    /// The sandbox's network namespace path (PodSandboxStatus verbose info), if any.
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        let r = self.cri.pod_sandbox_status(&self.id).ok()?;
+        let info: serde_json::Value =
+            serde_json::from_str(r.info.get("info").map(String::as_str)?).ok()?;
+        info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()?
+            .iter()
+            .find(|n| n["type"] == "network")
+            .and_then(|n| n["path"].as_str())
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// Containers of this pod created so far.
+    pub fn containers(&self) -> &[String] {
+        &self.containers
+    }
+
+    /// Stop (grace period 10 s, as a TERM-handling container needs) and remove every
+    /// container, stop and remove the sandbox, then check nothing is left.
+    #[track_caller]
+    pub fn remove(mut self) {
+        let netns = self.netns_path();
+        let errs = self.teardown();
+        assert!(errs.is_empty(), "tearing pod {} down: {errs:#?}", self.id);
+        self.cri
+            .assert_pod_gone(Some(&self.id), &self.containers, &self.uid());
+        if let Some(ns) = netns {
+            assert!(
+                !ns.exists(),
+                "network namespace {} left behind",
+                ns.display()
+            );
+        }
+        let gone = self.cri.pod_sandbox_status(&self.id);
+        assert!(gone.is_err(), "sandbox {} still known: {gone:?}", self.id);
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        self.removed = true;
+        let mut errs = Vec::new();
+        for c in &self.containers {
+            if let Err(e) = self.cri.stop_container(c, 10) {
+                errs.push(format!("StopContainer {c}: {e}"));
+            }
+            if let Err(e) = self.cri.remove_container(c) {
+                errs.push(format!("RemoveContainer {c}: {e}"));
+            }
+        }
+        if let Err(e) = self.cri.stop_pod_sandbox(&self.id) {
+            errs.push(format!("StopPodSandbox: {e}"));
+        }
+        if let Err(e) = self.cri.remove_pod_sandbox(&self.id) {
+            errs.push(format!("RemovePodSandbox: {e}"));
+        }
+        errs
+    }
+}
+
+impl Drop for Pod<'_, '_> {
+    fn drop(&mut self) {
+        if !self.removed {
+            let errs = self.teardown();
+            if !errs.is_empty() {
+                eprintln!("cri: clean-up of pod {}: {errs:?}", self.id);
+            }
+            remove_pod_cgroups(&self.uid());
+        }
+    }
+}
+
+/// The first 64-hex-digit word of a message (a containerd sandbox or container id).
+fn sandbox_id_in(msg: &str) -> Option<String> {
+    msg.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 64)
+        .map(String::from)
+}
+
+fn uid_of(c: &PodSandboxConfig) -> String {
+    c.metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default()
+}
