@@ -22,6 +22,9 @@
 #   --only LIST           subset of run,exec,mem,tput,floor (default all)
 #   --containerd VER      1.6 | 1.7 | 2.1 (default 1.6: Debian's; see hack/containerd.sh)
 #   --no-build            do not run cargo build (use target/release as it is)
+#   --tent-profile P      tent's profile for every tent container: tent (the default rules:
+#                         default seccomp filter, no_new_privileges, nosuid,nodev rootfs) or
+#                         compat (the spec as runc runs it: the same work as runc)
 #   --tent-cli 'CMD'      tent's runtime-only CLI for the floor; {bundle} and {id} are replaced
 #                         (default: the bin target of crate tent-runtime: '<bin> {bundle} {id}')
 #   --phases N            afterwards, N more runs of each runtime traced with perf (exec/exit
@@ -42,7 +45,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY=/usr/bin/python3   # Debian's, so python3-matplotlib from apt is importable (not pyenv's)
 RUNS=30 WARMUP=3 CONTAINERS=50 TPUT=50 PARALLEL=8 ROUNDS=3 ONLY=run,exec,mem,tput,floor
-CTD_VER=1.6 BUILD=1 TENT_CLI="" DEBUG=0 KEEP=0 PHASES=0 OUT="" MODE=full
+CTD_VER=1.6 BUILD=1 TENT_CLI="" TENT_PROFILE_NAME=tent DEBUG=0 KEEP=0 PHASES=0 OUT="" MODE=full
 ARGS_ORIG="$*"
 log() { echo "bench.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -61,6 +64,9 @@ while (($#)); do
     --containerd) CTD_VER="${2:?--containerd needs 1.6, 1.7 or 2.1}"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --tent-cli) TENT_CLI="${2:?--tent-cli needs a command}"; shift 2 ;;
+    --tent-profile)
+      case "${2:-}" in tent|compat) TENT_PROFILE_NAME="$2" ;; *) die "--tent-profile needs tent or compat" ;; esac
+      shift 2 ;;
     --phases) [[ "${2:-}" =~ ^[0-9]+$ ]] || die "--phases needs an integer"; PHASES="$2"; shift 2 ;;
     --debug) DEBUG=1; shift ;;
     --keep) KEEP=1; shift ;;
@@ -69,8 +75,14 @@ while (($#)); do
     *) die "unknown option '$1' (see $0 --help)" ;;
   esac
 done
-if [[ "$MODE" != quick ]] && [[ "$RUNS $WARMUP $CONTAINERS $TPUT $PARALLEL $ROUNDS $ONLY" != "30 3 50 50 8 3 run,exec,mem,tput,floor" ]]; then
+if [[ "$MODE" != quick ]] && [[ "$RUNS $WARMUP $CONTAINERS $TPUT $PARALLEL $ROUNDS $ONLY $TENT_PROFILE_NAME" != "30 3 50 50 8 3 run,exec,mem,tput,floor tent" ]]; then
   MODE=custom
+fi
+if [[ "$TENT_PROFILE_NAME" == compat ]]; then
+  # ctr passes the path as runtimeoptions.v1.Options (the shim reads the profile from it);
+  # the floor CLI takes the profile from TENT_PROFILE.
+  export TENT_BENCH_CTR_FLAGS="--runtime-config-path=$REPO/config/tent-compat.toml"
+  export TENT_PROFILE=compat
 fi
 if [[ -z "$OUT" ]]; then
   if [[ "$MODE" == full ]]; then
@@ -234,7 +246,7 @@ meta_json() {
   BM_SHIM_MTIME="$(date -u -r "$SHIM_BIN" +%Y-%m-%dT%H:%M:%SZ)" \
   BM_RUNC="$(runc --version | head -n1)" \
   BM_RUNC_SHIM_SIZE="$(stat -c %s "$(PATH="$TENT_CONTAINERD_BIN:$PATH" command -v containerd-shim-runc-v2)" | awk '{ printf "%.2f MiB", $1 / 1048576 }')" \
-  BM_MODE="$MODE" BM_COMMAND="hack/bench.sh $ARGS_ORIG" BM_TENT_CLI="$TENT_CLI" \
+  BM_MODE="$MODE" BM_COMMAND="hack/bench.sh $ARGS_ORIG" BM_TENT_CLI="$TENT_CLI" BM_TENT_PROFILE="$TENT_PROFILE_NAME" \
   "$PY" -c 'import json, os; print(json.dumps({k[3:].lower(): v for k, v in os.environ.items() if k.startswith("BM_")}))'
 }
 META="$(meta_json)"

@@ -21,6 +21,13 @@ import time
 
 IMAGE = "docker.io/library/tent-test:latest"
 RUNTIMES = [("tent", "io.containerd.tent.v1"), ("runc", "io.containerd.runc.v2")]
+# Extra `ctr run` flags for tent (hack/bench.sh --tent-profile: the profile's config path).
+TENT_CTR_FLAGS = os.environ.get("TENT_BENCH_CTR_FLAGS", "").split()
+
+
+def runtime_args(typ):
+    """`--runtime TYPE`, plus tent's profile flags for tent."""
+    return ["--runtime", typ] + (TENT_CTR_FLAGS if typ == "io.containerd.tent.v1" else [])
 SHIM_BIN = {"tent": "containerd-shim-tent-v1", "runc": "containerd-shim-runc-v2"}
 PREFIX = "tb"  # every container id the benchmark creates starts with this
 
@@ -260,7 +267,7 @@ def bench_run(r, runtimes):
     def one(rt, typ, tag):
         cid = f"{PREFIX}-run-{rt}-{tag}"
         r.track(cid)
-        ok, dt, msg = r.ctr("run", "--rm", "--runtime", typ, IMAGE, cid, "/bin/true")
+        ok, dt, msg = r.ctr("run", "--rm", *runtime_args(typ), IMAGE, cid, "/bin/true")
         if ok:
             with r.lock:
                 r.created.discard(cid)
@@ -283,7 +290,7 @@ def bench_exec(r, runtimes):
     for rt, typ in runtimes:
         cid = f"{PREFIX}-exec-{rt}"
         r.track(cid)
-        ok, dt, msg = r.ctr("run", "-d", "--runtime", typ, IMAGE, cid, "sleep", "3600")
+        ok, dt, msg = r.ctr("run", "-d", *runtime_args(typ), IMAGE, cid, "sleep", "3600")
         if not ok:
             out[rt] = {"samples": [], "failures": 1, "stats": None,
                        "error": f"long-running container did not start: {msg}"}
@@ -322,7 +329,7 @@ def bench_memory(r, runtimes):
         for i in range(a.containers):
             cid = f"{PREFIX}-mem-{rt}-{i}"
             r.track(cid)
-            ok, _, msg = r.ctr("run", "-d", "--runtime", typ, IMAGE, cid, "sleep", "3600")
+            ok, _, msg = r.ctr("run", "-d", *runtime_args(typ), IMAGE, cid, "sleep", "3600")
             if not ok:
                 err = f"container {i} did not start: {msg}"
                 r.remove(cid)
@@ -382,7 +389,7 @@ def bench_throughput(r, runtimes):
             errs = []
 
             def one(cid):
-                ok, _, msg = r.ctr("run", "--rm", "--runtime", typ, IMAGE, cid, "/bin/true",
+                ok, _, msg = r.ctr("run", "--rm", *runtime_args(typ), IMAGE, cid, "/bin/true",
                                    timeout=max(a.timeout, 120))
                 if ok:
                     with r.lock:

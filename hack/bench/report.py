@@ -123,7 +123,8 @@ def markdown(data):
         f"- containerd: {m.get('containerd', '?')} (one private daemon, runtimes interleaved A B A B "
         f"after {p['warmup']} warm-up runs each)",
         f"- tent: commit {m.get('commit', '?')}, shim {m.get('shim_size', '?')} "
-        f"(sha256 {m.get('shim_sha', '?')[:12]}), built {m.get('shim_mtime', '?')}",
+        f"(sha256 {m.get('shim_sha', '?')[:12]}), built {m.get('shim_mtime', '?')}; "
+        f"profile {m.get('tent_profile', 'tent')}",
         f"- runc: {m.get('runc', '?')}; containerd-shim-runc-v2 {m.get('runc_shim_size', '?')}",
         f"- crun: {(R.get('floor') or {}).get('crun') or m.get('crun', 'not probed')}",
         f"- mode: {m.get('mode', '?')}; command: `{m.get('command', '?')}`",
