@@ -206,14 +206,39 @@ fn audit(a: &Args) -> Result<report::Report> {
     };
     if a.verbose {
         eprintln!(
-            "tent audit: total {:.1} ms",
-            started.elapsed().as_secs_f64() * 1000.0
+            "tent audit: total {:.1} ms, peak RSS {} KiB",
+            started.elapsed().as_secs_f64() * 1000.0,
+            peak_rss_kib().map_or_else(|| "?".to_string(), |k| k.to_string())
         );
     }
     Ok(r)
 }
 
+/// This process's peak resident set (`VmHWM`), KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The walk holds one fd per ancestor directory: allow as many as the hard
+/// limit lets (`--max-depth` above ~1,000 needs it).
+fn raise_nofile() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid, local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max.min(1 << 16);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn main() {
+    raise_nofile();
     let args = match parse(std::env::args_os().skip(1)) {
         Ok(Some(a)) => a,
         Ok(None) => {

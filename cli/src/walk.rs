@@ -9,23 +9,24 @@
 //! applet) it resolves it with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_XDEV)`,
 //! which the kernel confines to the tree as a chroot would.
 //!
-//! Bounds: the walk is an explicit stack (no recursion), holds one fd per
-//! ancestor of the directory being read (so at most `max_depth` + a few), stops
-//! descending below `max_depth` and reports where; a directory's entries are
-//! handled as `readdir` returns them, so a 100,000-entry directory costs its
-//! pending subdirectory names and nothing quadratic; every list in the report
-//! keeps its first `LIST_CAP` items and the true count.
+//! Bounds: the walk is an explicit stack (no recursion) of open directories,
+//! each read as `readdir` returns its entries: depth-first, a subdirectory is
+//! entered when it is met. So the walk holds one fd and one `readdir` buffer per
+//! ancestor of the directory being read (at most `max_depth`), whatever the
+//! breadth: a 100,000-entry directory costs no more memory than a small one,
+//! and nothing is quadratic. It stops descending below `max_depth` and reports
+//! where; every list in the report keeps its first `LIST_CAP` items and the
+//! true count.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
 
-use nix::dir::Dir;
+use nix::dir::{Dir, OwningIter};
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
@@ -183,21 +184,28 @@ pub struct Inventory {
     pub too_deep: Capped<String>,
 }
 
-struct Pending {
-    parent: Rc<OwnedFd>,
-    name: OsString,
+/// A directory being read: its entries (the fd of the directory itself,
+/// used for every `*at` call on them), its path and depth.
+struct Frame {
+    entries: OwningIter,
     rel: PathBuf,
     depth: usize,
+}
+
+impl Frame {
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd is owned by `entries`, which outlives the borrow.
+        unsafe { BorrowedFd::borrow_raw(self.entries.as_raw_fd()) }
+    }
 }
 
 type Ino = (u64, u64);
 
 struct Walker {
-    root: Rc<OwnedFd>,
+    root: OwnedFd,
     root_dev: u64,
     max_depth: usize,
     inv: Inventory,
-    stack: Vec<Pending>,
     seen_inodes: HashSet<Ino>,
     /// Executables with several hard links: their paths.
     hard_links: HashMap<Ino, Vec<String>>,
@@ -217,12 +225,19 @@ fn ino(st: &FileStat) -> Ino {
 /// Walks the tree under `root` (an `O_RDONLY | O_DIRECTORY` fd).
 pub fn scan(root: OwnedFd, max_depth: usize) -> crate::error::Result<Inventory> {
     let st = fstat(&root).map_err(|e| crate::error::Error::sys("stat", "/", e))?;
+    let entries = root
+        .try_clone()
+        .map_err(|e| crate::error::Error::Io {
+            step: "dup",
+            path: "/".into(),
+            source: e,
+        })
+        .and_then(|d| Dir::from_fd(d).map_err(|e| crate::error::Error::sys("read", "/", e)))?;
     let mut w = Walker {
-        root: Rc::new(root),
+        root,
         root_dev: st.st_dev,
         max_depth,
         inv: Inventory::default(),
-        stack: Vec::new(),
         seen_inodes: HashSet::new(),
         hard_links: HashMap::new(),
         exec_links: Vec::new(),
@@ -235,10 +250,35 @@ pub fn scan(root: OwnedFd, max_depth: usize) -> crate::error::Result<Inventory> 
             sticky: st.st_mode & 0o1000 != 0,
         });
     }
-    let root = w.root.clone();
-    w.read_dir(&root, Path::new(""), 0);
-    while let Some(p) = w.stack.pop() {
-        w.visit(p);
+    let mut stack = vec![Frame {
+        entries: entries.into_iter(),
+        rel: PathBuf::new(),
+        depth: 0,
+    }];
+    while let Some(top) = stack.last_mut() {
+        let entry = match top.entries.next() {
+            None => {
+                stack.pop();
+                continue;
+            }
+            Some(Err(e)) => {
+                let rel = top.rel.clone();
+                w.problem(&rel, format!("read directory: {e}"));
+                stack.pop();
+                continue;
+            }
+            Some(Ok(entry)) => entry,
+        };
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let top: &Frame = top;
+        if let Some(sub) = w.entry(top.fd(), &top.rel, name, top.depth) {
+            if let Some(frame) = w.enter(top.fd(), name, sub, top.depth + 1) {
+                stack.push(frame);
+            }
+        }
     }
     w.finish();
     Ok(w.inv)
@@ -252,68 +292,76 @@ impl Walker {
         });
     }
 
-    fn visit(&mut self, p: Pending) {
+    /// Opens subdirectory `name` of `parent` to read it.
+    fn enter(
+        &mut self,
+        parent: BorrowedFd,
+        name: &CStr,
+        rel: PathBuf,
+        depth: usize,
+    ) -> Option<Frame> {
         let flags = OFlag::O_RDONLY
             | OFlag::O_DIRECTORY
             | OFlag::O_NOFOLLOW
             | OFlag::O_NONBLOCK
             | OFlag::O_CLOEXEC;
-        let fd = match openat(&*p.parent, p.name.as_os_str(), flags, Mode::empty()) {
+        let fd = match openat(parent, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             // Gone, or replaced by a symlink or a file since it was listed.
             Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {
-                self.inv.changed_while_scanned.push(display(&p.rel));
-                return;
+                self.inv.changed_while_scanned.push(display(&rel));
+                return None;
             }
-            Err(e) => return self.problem(&p.rel, format!("open directory: {e}")),
+            Err(e) => {
+                self.problem(&rel, format!("open directory: {e}"));
+                return None;
+            }
         };
         match fstat(&fd) {
             Ok(st) if st.st_dev != self.root_dev => {
                 // A mount appeared there after it was listed.
-                self.inv.mount_points.push(display(&p.rel));
-                return;
+                self.inv.mount_points.push(display(&rel));
+                return None;
             }
             Ok(_) => {}
-            Err(e) => return self.problem(&p.rel, format!("stat directory: {e}")),
-        }
-        self.read_dir(&Rc::new(fd), &p.rel, p.depth);
-    }
-
-    fn read_dir(&mut self, fd: &Rc<OwnedFd>, rel: &Path, depth: usize) {
-        // readdir moves the fd's offset: iterate a duplicate, keep the
-        // original for the *at calls (a dup shares the offset, and the
-        // original is never read).
-        let dir = fd
-            .try_clone()
-            .map_err(|e| e.to_string())
-            .and_then(|d| Dir::from_fd(d).map_err(|e| e.to_string()));
-        let mut dir = match dir {
-            Ok(d) => d,
-            Err(e) => return self.problem(rel, format!("read directory: {e}")),
-        };
-        for entry in dir.iter() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    self.problem(rel, format!("read directory: {e}"));
-                    break;
-                }
-            };
-            let name = entry.file_name();
-            if name == c"." || name == c".." {
-                continue;
+            Err(e) => {
+                self.problem(&rel, format!("stat directory: {e}"));
+                return None;
             }
-            self.entry(fd, rel, name, depth);
+        }
+        match Dir::from_fd(fd) {
+            Ok(d) => Some(Frame {
+                entries: d.into_iter(),
+                rel,
+                depth,
+            }),
+            Err(e) => {
+                self.problem(&rel, format!("read directory: {e}"));
+                None
+            }
         }
     }
 
-    fn entry(&mut self, dirfd: &Rc<OwnedFd>, dir_rel: &Path, cname: &CStr, depth: usize) {
+    /// Handles one entry; returns its path if it is a directory to enter.
+    fn entry(
+        &mut self,
+        dirfd: BorrowedFd,
+        dir_rel: &Path,
+        cname: &CStr,
+        depth: usize,
+    ) -> Option<PathBuf> {
         let name = OsStr::from_bytes(cname.to_bytes());
         let rel = dir_rel.join(name);
-        let st = match fstatat(&**dirfd, cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let st = match fstatat(dirfd, cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(Errno::ENOENT) => return self.inv.changed_while_scanned.push(display(&rel)),
-            Err(e) => return self.problem(&rel, format!("stat: {e}")),
+            Err(Errno::ENOENT) => {
+                self.inv.changed_while_scanned.push(display(&rel));
+                return None;
+            }
+            Err(e) => {
+                self.problem(&rel, format!("stat: {e}"));
+                return None;
+            }
         };
         let mode = st.st_mode;
         match mode & libc::S_IFMT {
@@ -330,12 +378,7 @@ impl Walker {
                 } else if depth + 1 > self.max_depth {
                     self.inv.too_deep.push(display(&rel));
                 } else {
-                    self.stack.push(Pending {
-                        parent: dirfd.clone(),
-                        name: name.to_owned(),
-                        rel,
-                        depth: depth + 1,
-                    });
+                    return Some(rel);
                 }
             }
             libc::S_IFREG => self.regular(dirfd, cname, &rel, &st),
@@ -352,9 +395,10 @@ impl Walker {
             }),
             _ => self.inv.totals.other += 1,
         }
+        None
     }
 
-    fn regular(&mut self, dirfd: &OwnedFd, cname: &CStr, rel: &Path, st: &FileStat) {
+    fn regular(&mut self, dirfd: BorrowedFd, cname: &CStr, rel: &Path, st: &FileStat) {
         let t = &mut self.inv.totals;
         t.files += 1;
         if st.st_nlink <= 1 || self.seen_inodes.insert(ino(st)) {
@@ -376,7 +420,7 @@ impl Walker {
         }
     }
 
-    fn executable(&mut self, dirfd: &OwnedFd, cname: &CStr, rel: &Path, st: &FileStat) {
+    fn executable(&mut self, dirfd: BorrowedFd, cname: &CStr, rel: &Path, st: &FileStat) {
         self.inv.totals.executables += 1;
         let path = display(rel);
         let name = String::from_utf8_lossy(cname.to_bytes()).into_owned();
@@ -513,7 +557,7 @@ impl Walker {
         *self.inv.script_interpreters.entry(interp).or_default() += 1;
     }
 
-    fn symlink(&mut self, dirfd: &OwnedFd, cname: &CStr, rel: &Path, depth: usize) {
+    fn symlink(&mut self, dirfd: BorrowedFd, cname: &CStr, rel: &Path, depth: usize) {
         self.inv.totals.symlinks += 1;
         let target = match nix::fcntl::readlinkat(dirfd, cname) {
             Ok(t) => t,
@@ -536,7 +580,7 @@ impl Walker {
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
-        let resolved = match openat2(&*self.root, rel, how) {
+        let resolved = match openat2(&self.root, rel, how) {
             Ok(fd) => fd,
             Err(Errno::ELOOP) => return self.inv.symlink_loops.push(display(rel)),
             Err(Errno::ENOENT | Errno::ENOTDIR | Errno::EXDEV | Errno::EACCES) => {
