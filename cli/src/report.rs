@@ -23,73 +23,73 @@ pub struct Rule {
 pub const RULES: &[Rule] = &[
     Rule {
         id: "setid",
-        what: "setuid/setgid file",
+        what: "each setuid/setgid file",
         per: 10,
         max: 50,
     },
     Rule {
         id: "capabilities",
-        what: "file with capabilities",
+        what: "each file with capabilities",
         per: 10,
         max: 50,
     },
     Rule {
         id: "shell",
-        what: "a shell (any)",
+        what: "any shell",
         per: 15,
         max: 15,
     },
     Rule {
         id: "package-manager",
-        what: "a package manager (any)",
+        what: "any package manager",
         per: 15,
         max: 15,
     },
     Rule {
         id: "interpreter",
-        what: "an interpreter (any)",
+        what: "any interpreter",
         per: 10,
         max: 10,
     },
     Rule {
         id: "compiler",
-        what: "a compiler, debugger or tracer (any)",
+        what: "any compiler, debugger or tracer",
         per: 15,
         max: 15,
     },
     Rule {
         id: "network",
-        what: "network tool (each distinct name)",
+        what: "each network tool (distinct names)",
         per: 3,
         max: 15,
     },
     Rule {
         id: "kernel",
-        what: "kernel-facing tool (each distinct name)",
+        what: "each kernel-facing tool (distinct names)",
         per: 3,
         max: 30,
     },
     Rule {
         id: "devices",
-        what: "device node",
+        what: "each device node",
         per: 5,
         max: 20,
     },
     Rule {
         id: "world-writable",
-        what: "world-writable directory without the sticky bit",
+        what: "each world-writable directory without the sticky bit",
         per: 5,
         max: 20,
     },
     Rule {
         id: "world-writable-sticky",
-        what: "world-writable directory with the sticky bit",
+        what: "each world-writable directory with the sticky bit",
         per: 1,
         max: 3,
     },
     Rule {
         id: "symlink-out",
-        what: "symlink leaving the root",
+        what: "each symlink leaving the root",
         per: 5,
         max: 20,
     },
@@ -158,12 +158,7 @@ impl Report {
             }
         }
         let n = |c: Category| names.get(&c).map_or(0, |s| s.len() as u64);
-        let ww_sticky = inv
-            .world_writable_dirs
-            .items
-            .iter()
-            .filter(|w| w.sticky)
-            .count() as u64;
+        let ww_sticky = inv.totals.world_writable_sticky;
         let ww_open = inv.world_writable_dirs.count - ww_sticky;
         let counts = [
             inv.setid.count,
@@ -254,8 +249,12 @@ fn rule_short(id: &str) -> &'static str {
 /// The weights as a text table (for `--help` and the README).
 pub fn weights_table() -> String {
     let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  points  for                                                    at most"
+    );
     for r in RULES {
-        let _ = writeln!(s, "  {:>3} per {:<52} (at most {})", r.per, r.what, r.max);
+        let _ = writeln!(s, "  {:>6}  {:<54} {:>7}", r.per, r.what, r.max);
     }
     let bands: Vec<String> = BANDS
         .iter()
@@ -269,6 +268,14 @@ pub fn weights_table() -> String {
         .collect();
     let _ = writeln!(s, "  verdict: {}", bands.join(", "));
     s
+}
+
+fn plural(n: u64, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {one}s"),
+    }
 }
 
 fn human_bytes(b: u64) -> String {
@@ -305,18 +312,22 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(o, "{}", r.verdict);
     let _ = writeln!(
         o,
-        "{} files ({}), {} directories, {} symlinks ({} dangling), {} other",
-        t.files,
+        "{} ({}), {}, {} ({} dangling), {} other",
+        plural(t.files, "file"),
         human_bytes(t.bytes),
-        t.dirs,
-        t.symlinks,
+        plural(t.dirs, "directory"),
+        plural(t.symlinks, "symlink"),
         t.dangling_symlinks,
         t.other
     );
     let _ = writeln!(
         o,
-        "{} executables: ELF {} static, {} static-pie/shared, {} dynamic; {} scripts",
-        t.executables, t.elf_static, t.elf_static_pie, t.elf_dynamic, t.scripts
+        "{}: ELF {} static, {} static-pie/shared, {} dynamic; {}",
+        plural(t.executables, "executable"),
+        t.elf_static,
+        t.elf_static_pie,
+        t.elf_dynamic,
+        plural(t.scripts, "script")
     );
     for (label, map) in [
         ("ELF interpreter", &inv.elf_interpreters),
@@ -336,7 +347,11 @@ pub fn table(r: &Report) -> String {
         }
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "{:<34} {:>6} {:>6}  what", "finding", "count", "points");
+    if r.breakdown.is_empty() {
+        let _ = writeln!(o, "no findings");
+    } else {
+        let _ = writeln!(o, "{:<34} {:>6} {:>6}  what", "finding", "count", "points");
+    }
     let points = |id: &str| {
         r.breakdown
             .iter()

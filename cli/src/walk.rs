@@ -83,6 +83,8 @@ pub struct Totals {
     pub scripts: u64,
     /// FIFOs and sockets.
     pub other: u64,
+    /// World-writable directories with the sticky bit (of all in the list).
+    pub world_writable_sticky: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -245,10 +247,7 @@ pub fn scan(root: OwnedFd, max_depth: usize) -> crate::error::Result<Inventory> 
     };
     w.inv.totals.dirs = 1;
     if st.st_mode & 0o002 != 0 {
-        w.inv.world_writable_dirs.push(WorldWritable {
-            path: "/".into(),
-            sticky: st.st_mode & 0o1000 != 0,
-        });
+        w.world_writable(Path::new(""), st.st_mode);
     }
     let mut stack = vec![Frame {
         entries: entries.into_iter(),
@@ -285,6 +284,15 @@ pub fn scan(root: OwnedFd, max_depth: usize) -> crate::error::Result<Inventory> 
 }
 
 impl Walker {
+    fn world_writable(&mut self, rel: &Path, mode: u32) {
+        let sticky = mode & 0o1000 != 0;
+        self.inv.totals.world_writable_sticky += u64::from(sticky);
+        self.inv.world_writable_dirs.push(WorldWritable {
+            path: display(rel),
+            sticky,
+        });
+    }
+
     fn problem(&mut self, rel: &Path, error: impl std::fmt::Display) {
         self.inv.unreadable.push(Problem {
             path: display(rel),
@@ -368,10 +376,7 @@ impl Walker {
             libc::S_IFDIR => {
                 self.inv.totals.dirs += 1;
                 if mode & 0o002 != 0 {
-                    self.inv.world_writable_dirs.push(WorldWritable {
-                        path: display(&rel),
-                        sticky: mode & 0o1000 != 0,
-                    });
+                    self.world_writable(&rel, mode);
                 }
                 if st.st_dev != self.root_dev {
                     self.inv.mount_points.push(display(&rel));

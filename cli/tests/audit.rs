@@ -262,5 +262,5 @@ fn usage_errors_name_the_problem() {
     assert!(r.stderr.contains("/nonexistent/tent-audit"), "{}", r.stderr);
     let r = run(&["--help".as_ref()]);
     assert_eq!(r.code, Some(0));
-    assert!(r.stdout.contains("per setuid/setgid file"), "{}", r.stdout);
+    assert!(r.stdout.contains("each setuid/setgid file"), "{}", r.stdout);
 }
