@@ -1,9 +1,11 @@
 //! `tent audit --image` and `--rootfs-of` through a private containerd
 //! (`hack/containerd.sh up`, which imports the test image
 //! `docker.io/library/tent-test:latest`). The container runs under runc
-//! (`io.containerd.runc.v2`): what is tested is the auditor, not the runtime,
-//! and runc needs no shim build. Skips without root, the image archive or
-//! containerd. `TENT_CONTAINERD_VERSION` picks 1.6 (default), 1.7 or 2.1.
+//! (`io.containerd.runc.v2`) unless `TENT_TEST_RUNTIME` names another (e.g.
+//! `io.containerd.tent.v1` with `TENT_SHIM_DIR` holding the shim): what is
+//! tested is the auditor, not the runtime, and runc needs no shim build.
+//! Skips without root, the image archive or containerd.
+//! `TENT_CONTAINERD_VERSION` picks 1.6 (default), 1.7 or 2.1.
 
 mod common;
 
@@ -127,13 +129,15 @@ fn image_and_running_container() {
 
     // --rootfs-of: the live root, with what the container wrote into it.
     let id = format!("tent-audit-{}", std::process::id());
+    let runtime =
+        std::env::var("TENT_TEST_RUNTIME").unwrap_or_else(|_| "io.containerd.runc.v2".into());
     let o = d.ctr(&[
         "-n",
         "default",
         "run",
         "-d",
         "--runtime",
-        "io.containerd.runc.v2",
+        &runtime,
         IMAGE,
         &id,
         "sh",
