@@ -4,7 +4,6 @@
 //! finding up to its cap. The weights are the table in `--help` and in
 //! `cli/README.md`, printed from this one constant.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -130,8 +129,6 @@ pub struct Report {
     pub score: u64,
     pub verdict: String,
     pub breakdown: Vec<Points>,
-    /// Distinct tool names per category, busybox applets included.
-    pub tool_names: BTreeMap<Category, BTreeSet<String>>,
     pub list_cap: usize,
     #[serde(flatten)]
     pub inventory: Inventory,
@@ -140,23 +137,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(target: String, source: &'static str, inv: Inventory, elapsed_ms: f64) -> Report {
-        let mut names: BTreeMap<Category, BTreeSet<String>> = BTreeMap::new();
-        for t in &inv.tools.items {
-            names
-                .entry(t.category)
-                .or_default()
-                .insert(crate::classify::base_name(&t.name).to_string());
-        }
-        for bb in &inv.busybox {
-            for (c, applets) in &bb.applets_by_category {
-                let set = names.entry(*c).or_default();
-                set.extend(
-                    applets
-                        .iter()
-                        .map(|a| crate::classify::base_name(a).to_string()),
-                );
-            }
-        }
+        let names = &inv.tool_names;
         let n = |c: Category| names.get(&c).map_or(0, |s| s.len() as u64);
         let ww_sticky = inv.totals.world_writable_sticky;
         let ww_open = inv.world_writable_dirs.count - ww_sticky;
@@ -194,7 +175,6 @@ impl Report {
             score,
             verdict,
             breakdown,
-            tool_names: names,
             list_cap: LIST_CAP,
             inventory: inv,
             elapsed_ms,
@@ -403,6 +383,7 @@ pub fn table(r: &Report) -> String {
         (Category::Kernel, "kernel"),
     ] {
         let names: Vec<String> = r
+            .inventory
             .tool_names
             .get(&cat)
             .map(|s| s.iter().cloned().collect())

@@ -18,7 +18,7 @@
 //! where; every list in the report keeps its first `LIST_CAP` items and the
 //! true count.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::Read;
@@ -167,6 +167,9 @@ pub struct Inventory {
     pub setid: Capped<SetId>,
     pub capabilities: Capped<CapFile>,
     pub tools: Capped<Tool>,
+    /// Distinct tool names per category (version suffixes removed), busybox
+    /// applets included: what the score counts.
+    pub tool_names: BTreeMap<Category, BTreeSet<String>>,
     pub busybox: Vec<Busybox>,
     pub elf: Capped<ElfFile>,
     /// `PT_INTERP` of the dynamic executables, and how many use each.
@@ -290,6 +293,20 @@ impl Walker {
         self.inv.world_writable_dirs.push(WorldWritable {
             path: display(rel),
             sticky,
+        });
+    }
+
+    fn tool(&mut self, path: String, name: String, category: Category, via: Option<String>) {
+        self.inv
+            .tool_names
+            .entry(category)
+            .or_default()
+            .insert(classify::base_name(&name).to_string());
+        self.inv.tools.push(Tool {
+            path,
+            name,
+            category,
+            via,
         });
     }
 
@@ -430,12 +447,7 @@ impl Walker {
         let path = display(rel);
         let name = String::from_utf8_lossy(cname.to_bytes()).into_owned();
         if let Some(category) = classify::classify(&name) {
-            self.inv.tools.push(Tool {
-                path: path.clone(),
-                name: name.clone(),
-                category,
-                via: None,
-            });
+            self.tool(path.clone(), name.clone(), category, None);
         }
         if st.st_nlink > 1 {
             self.hard_links
@@ -600,12 +612,7 @@ impl Walker {
         }
         let name = String::from_utf8_lossy(cname.to_bytes()).into_owned();
         if let Some(category) = classify::classify(&name) {
-            self.inv.tools.push(Tool {
-                path: display(rel),
-                name,
-                category,
-                via: Some(target_s),
-            });
+            self.tool(display(rel), name, category, Some(target_s));
         }
         if self.exec_links.len() < 100 * LIST_CAP {
             self.exec_links.push((ino(&st), display(rel)));
@@ -626,6 +633,10 @@ impl Walker {
                     .map(|(_, p)| p.clone()),
             );
             bb.links.sort();
+            for (c, applets) in &bb.applets_by_category {
+                let names = self.inv.tool_names.entry(*c).or_default();
+                names.extend(applets.iter().map(|a| classify::base_name(a).to_string()));
+            }
             self.inv.busybox.push(bb);
         }
     }
