@@ -1,7 +1,8 @@
 //! Hostile trees never hurt the auditor: symlink loops, symlinks out of the
-//! root, a 100,000-entry directory (files and subdirectories), deep nesting, unreadable entries, and a
-//! tree that changes while it is walked. Each run has a deadline; outside the
-//! root sits a setuid "marker" that a walk leaving the root would report.
+//! root, a FIFO posing as a shell, a 100,000-entry directory (files and
+//! subdirectories), deep nesting, unreadable entries, and a tree that changes
+//! while it is walked. Each run has a deadline; outside the root sits a setuid
+//! "marker" that a walk leaving the root would report.
 
 mod common;
 
@@ -39,6 +40,8 @@ fn symlink_loops_and_links_out_of_the_root() {
     t.symlink("../../../../../../../../..", "root/far/up");
     t.symlink(".", "root/dot");
     t.symlink("..", "root/far/dotdot");
+    // A FIFO named like a shell, exec bits set: opening it would block.
+    t.mkfifo("root/bin/bash");
     let started = Instant::now();
     let v = audit(&t.root());
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -57,6 +60,7 @@ fn symlink_loops_and_links_out_of_the_root() {
     // /bin/sh resolves, inside the root, to nothing: no shell here.
     assert!(tool_names(&v, "shell").is_empty(), "{}", v["tool_names"]);
     assert_eq!(v["totals"]["symlinks"], 10);
+    assert_eq!(v["totals"]["other"], 1, "the FIFO");
     assert!(v["verdict"]
         .as_str()
         .unwrap()

@@ -215,6 +215,22 @@ impl Tree {
         );
     }
 
+    /// A FIFO with every permission bit, exec included.
+    pub fn mkfifo(&self, rel: &str) {
+        let p = self.at(rel);
+        let c = CString::new(p.as_os_str().as_bytes()).expect("path");
+        // SAFETY: valid NUL-terminated path.
+        let r = unsafe { libc::mkfifo(c.as_ptr(), 0o777) };
+        assert_eq!(
+            r,
+            0,
+            "mkfifo {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+
     /// Sets a revision 2 `security.capability` on `rel`.
     pub fn setcap(&self, rel: &str, permitted: u64, effective: bool) {
         let mut v = Vec::new();
