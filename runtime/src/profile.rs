@@ -17,6 +17,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::caps::{cap_number, CapSets};
+pub use crate::confine::Hardening;
 use crate::error::{Error, Result};
 
 /// Which rules apply.
@@ -67,17 +68,6 @@ pub const DANGEROUS_CAPABILITIES: &[&str] = &[
     "AUDIT_CONTROL",
     "CHECKPOINT_RESTORE",
 ];
-
-/// What the profile adds to a spec's confinement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hardening {
-    /// no_new_privileges for the init and every exec, whatever the spec says.
-    pub no_new_privileges: bool,
-    /// The rootfs bind is `nosuid,nodev`.
-    pub rootfs_nosuid_nodev: bool,
-    /// tent's default seccomp filter when the spec brings none.
-    pub default_seccomp: bool,
-}
 
 const HINT: &str = "run the pod with runtimeClassName: tent-compat, or allow it in tent's config";
 

@@ -20,8 +20,18 @@ use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::profile::Hardening;
 use caps::CapSets;
+
+/// What tent's profile (`profile.rs`) adds to a spec's confinement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardening {
+    /// no_new_privileges for the init and every exec, whatever the spec says.
+    pub no_new_privileges: bool,
+    /// The rootfs bind is `nosuid,nodev`.
+    pub rootfs_nosuid_nodev: bool,
+    /// tent's default seccomp filter when the spec brings none.
+    pub default_seccomp: bool,
+}
 
 /// How a container process is confined.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
