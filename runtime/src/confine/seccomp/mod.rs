@@ -18,7 +18,8 @@
 //! 5–14 ms in a debug build and well under 1 ms in release (a `/bin/true`
 //! container under it takes 22.9 ms instead of 21.0 ms, spec parsing and
 //! the load included); the kernel load 0.6–1.2 ms (mostly its per-syscall
-//! action cache); a container's caller keeps the program, 15 KB, for execs.
+//! action cache); a container's caller keeps the program, 15 KB, for execs
+//! (tent's default is precompiled and shared, see `default.rs`).
 //!
 //! The filter behaves as runc's (libseccomp + runc's `patchbpf`) on what
 //! profiles depend on:
@@ -80,15 +81,39 @@ const RET_ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
 const LEAF: usize = 8;
 
 /// A compiled filter, ready to load; travels to the child in the confinement.
+/// Clones share the program (the container's handle keeps one for its execs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     /// `sock_filter`s packed as `code << 48 | jt << 40 | jf << 32 | k`.
-    program: Vec<u64>,
+    program: std::sync::Arc<[u64]>,
     /// `SECCOMP_FILTER_FLAG_*`.
     flags: u32,
 }
 
 impl Filter {
+    /// A filter from its packed words (little-endian `u64`s, as [`Filter::to_bytes`]
+    /// writes them) and flags; `None` when the length is not a whole number of words.
+    pub fn from_bytes(bytes: &[u8], flags: u32) -> Option<Filter> {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
+            return None;
+        }
+        let program = bytes
+            .chunks_exact(8)
+            .map(|w| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(w);
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        Some(Filter { program, flags })
+    }
+
+    /// The packed words as little-endian bytes (what the precompiled default is).
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.program.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
     pub fn instructions(&self) -> Vec<Insn> {
         self.program
             .iter()
@@ -253,7 +278,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         program: program
             .iter()
             .map(|i| (i.code as u64) << 48 | (i.jt as u64) << 40 | (i.jf as u64) << 32 | i.k as u64)
-            .collect(),
+            .collect::<Vec<u64>>()
+            .into(),
         flags,
     })
 }
