@@ -9,14 +9,13 @@
 //! `execve` succeeded.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use crate::container::Handle;
 use crate::error::{Error, Result};
 use crate::namespaces::EXEC_JOIN_ORDER;
 use crate::sync::{Channel, ExecConfig, Message};
-use crate::{pidfd, process, ExecProcess, ExecRequest};
+use crate::{namespaces, pidfd, process, ExecProcess, ExecRequest};
 
 /// How long `exec` waits for stage 1 to exit after stage 2 was reported.
 const STAGE1_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,12 +47,7 @@ fn open_namespaces(pid: i32) -> Result<Vec<(String, OwnedFd)>> {
     for (kind, _) in EXEC_JOIN_ORDER {
         let theirs = format!("/proc/{pid}/ns/{kind}");
         let fd = std::fs::File::open(&theirs).map_err(|e| Error::io("open", &theirs, e))?;
-        let ours = format!("/proc/self/ns/{kind}");
-        let same = match (fd.metadata(), std::fs::metadata(&ours)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            _ => false,
-        };
-        if !same {
+        if !fd.metadata().is_ok_and(|m| namespaces::is_ours(&m, kind)) {
             out.push((kind.to_string(), OwnedFd::from(fd)));
         }
     }

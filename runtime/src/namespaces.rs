@@ -23,6 +23,19 @@ pub const EXEC_JOIN_ORDER: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
+/// True when `ns` (a namespace file, by path or as an open file's metadata) is
+/// the namespace of `/proc/self/ns/<kind>` kind we, the host side, are in.
+pub fn is_ours(ns: &std::fs::Metadata, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .is_ok_and(|m| m.dev() == ns.dev() && m.ino() == ns.ino())
+}
+
+/// [`is_ours`] for a namespace path; false when it cannot be read.
+pub fn path_is_ours(path: &std::path::Path, kind: &str) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| is_ours(&m, kind))
+}
+
 /// The clone flag of a namespace type.
 pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {
     match typ {

@@ -11,14 +11,13 @@
 //! The profile comes from the shim's config file (containerd's runtime
 //! options `ConfigPath`); the rules are documented in the README.
 
-use std::os::unix::fs::MetadataExt;
-
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::caps::{cap_number, CapSets};
 pub use crate::confine::Hardening;
 use crate::error::{Error, Result};
+use crate::namespaces::path_is_ours;
 
 /// Which rules apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,10 +103,10 @@ impl Profile {
                 ));
             }
         }
-        for (typ, pod_field, name) in [
-            (LinuxNamespaceType::Pid, "hostPID", "pid"),
-            (LinuxNamespaceType::Ipc, "hostIPC", "ipc"),
-            (LinuxNamespaceType::Network, "hostNetwork", "network"),
+        for (typ, pod_field, name, proc_name) in [
+            (LinuxNamespaceType::Pid, "hostPID", "pid", "pid"),
+            (LinuxNamespaceType::Ipc, "hostIPC", "ipc", "ipc"),
+            (LinuxNamespaceType::Network, "hostNetwork", "network", "net"),
         ] {
             if self.allow.host_namespaces.iter().any(|n| n == name) {
                 continue;
@@ -120,7 +119,7 @@ impl Profile {
                 Some(n) => n
                     .path()
                     .as_deref()
-                    .is_some_and(|p| is_host_namespace(p, name)),
+                    .is_some_and(|p| path_is_ours(p, proc_name)),
             };
             if shares_host {
                 return Err(Error::spec(
@@ -189,18 +188,6 @@ impl Profile {
             }
         }
         Ok(())
-    }
-}
-
-/// True when `path` is the namespace of kind `name` we (the host side) are in.
-fn is_host_namespace(path: &std::path::Path, name: &str) -> bool {
-    let ours = format!(
-        "/proc/self/ns/{}",
-        if name == "network" { "net" } else { name }
-    );
-    match (std::fs::metadata(path), std::fs::metadata(ours)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
     }
 }
 

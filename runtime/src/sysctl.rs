@@ -9,13 +9,11 @@
 //! a network namespace that is not the host's; every other key is refused
 //! with its name.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
 use nix::fcntl::OFlag;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
+use crate::namespaces::path_is_ours;
 use crate::pathsafe::open_proc;
 
 /// IPC sysctls besides `fs.mqueue.*` (runc's list).
@@ -58,17 +56,6 @@ fn proc_path(key: &str) -> Result<String> {
     Ok(rel)
 }
 
-/// True when `path` names the network namespace we (the host side) are in.
-fn is_host_netns(path: &Path) -> bool {
-    match (
-        std::fs::metadata(path),
-        std::fs::metadata("/proc/self/ns/net"),
-    ) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 /// Checks every `linux.sysctl` key against the spec's namespaces.
 pub fn validate(spec: &Spec) -> Result<()> {
     let Some(linux) = spec.linux().as_ref() else {
@@ -103,7 +90,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
                         "is not allowed in the host's network namespace",
                     ))
                 }
-                Some(n) if n.path().as_deref().is_some_and(is_host_netns) => {
+                Some(n) if n.path().as_deref().is_some_and(|p| path_is_ours(p, "net")) => {
                     return Err(Error::spec(
                         field,
                         "is not allowed in the host's network namespace (the namespace path \
