@@ -7,7 +7,10 @@
 #   1. `ctr run --rm IMAGE ID /bin/true` end to end             (--runs, default 30)
 #   2. `ctr task exec /bin/true` into a running container        (--runs)
 #   3. shim RSS/PSS (smaps_rollup) with N `sleep 3600` containers (--containers, default 50)
-#   4. pod-level CRI figures: reserved ("pending CRI support")
+#   4. pods through the CRI (tent-cri bench, a Rust CRI client): pod start (RunPodSandbox +
+#      CreateContainer + StartContainer) and teardown (StopPodSandbox + RemovePodSandbox),
+#      handlers tent and runc interleaved (--runs); shim + pause RSS/PSS per pod with N pods
+#      running (--pods, default 20)
 #   5. throughput: N containers `run --rm` P at a time, wall time (--tput N, --parallel P,
 #      --rounds R; default 50, 8, 3)
 #   6. the floor, no containerd: tent's runtime CLI vs `runc run` on the same bundle (--runs)
@@ -18,8 +21,9 @@
 #   --runs N              samples per runtime for 1, 2, 6 (default 30)
 #   --warmup N            warm-up runs per runtime (default 3)
 #   --containers N        long-running containers for the memory figure (default 50)
+#   --pods N              running pods for row 4's memory figure (default 20)
 #   --tput N  --parallel P  --rounds R   throughput figure (default 50, 8, 3)
-#   --only LIST           subset of run,exec,mem,tput,floor (default all)
+#   --only LIST           subset of run,exec,mem,pod,tput,floor (default all)
 #   --containerd VER      1.6 | 1.7 | 2.1 (default 1.6: Debian's; see hack/containerd.sh)
 #   --no-build            do not run cargo build (use target/release as it is)
 #   --tent-profile P      tent's profile for every tent container: tent (the default rules:
@@ -44,7 +48,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY=/usr/bin/python3   # Debian's, so python3-matplotlib from apt is importable (not pyenv's)
-RUNS=30 WARMUP=3 CONTAINERS=50 TPUT=50 PARALLEL=8 ROUNDS=3 ONLY=run,exec,mem,tput,floor
+RUNS=30 WARMUP=3 CONTAINERS=50 PODS=20 TPUT=50 PARALLEL=8 ROUNDS=3 ONLY=run,exec,mem,pod,tput,floor
 CTD_VER=1.6 BUILD=1 TENT_CLI="" TENT_PROFILE_NAME=tent DEBUG=0 KEEP=0 PHASES=0 OUT="" MODE=full
 ARGS_ORIG="$*"
 log() { echo "bench.sh: $*" >&2; }
@@ -53,10 +57,11 @@ need_int() { [[ "$2" =~ ^[0-9]+$ && "$2" -gt 0 ]] || die "$1 needs a positive in
 
 while (($#)); do
   case "$1" in
-    --quick) MODE=quick RUNS=5 WARMUP=1 CONTAINERS=10 TPUT=10 ROUNDS=1; shift ;;
+    --quick) MODE=quick RUNS=5 WARMUP=1 CONTAINERS=10 PODS=5 TPUT=10 ROUNDS=1; shift ;;
     --runs) need_int "$1" "${2:-}"; RUNS="$2"; shift 2 ;;
     --warmup) [[ "${2:-}" =~ ^[0-9]+$ ]] || die "--warmup needs an integer"; WARMUP="$2"; shift 2 ;;
     --containers) need_int "$1" "${2:-}"; CONTAINERS="$2"; shift 2 ;;
+    --pods) need_int "$1" "${2:-}"; PODS="$2"; shift 2 ;;
     --tput) need_int "$1" "${2:-}"; TPUT="$2"; shift 2 ;;
     --parallel) need_int "$1" "${2:-}"; PARALLEL="$2"; shift 2 ;;
     --rounds) need_int "$1" "${2:-}"; ROUNDS="$2"; shift 2 ;;
@@ -75,7 +80,7 @@ while (($#)); do
     *) die "unknown option '$1' (see $0 --help)" ;;
   esac
 done
-if [[ "$MODE" != quick ]] && [[ "$RUNS $WARMUP $CONTAINERS $TPUT $PARALLEL $ROUNDS $ONLY $TENT_PROFILE_NAME" != "30 3 50 50 8 3 run,exec,mem,tput,floor tent" ]]; then
+if [[ "$MODE" != quick ]] && [[ "$RUNS $WARMUP $CONTAINERS $PODS $TPUT $PARALLEL $ROUNDS $ONLY $TENT_PROFILE_NAME" != "30 3 50 20 50 8 3 run,exec,mem,pod,tput,floor tent" ]]; then
   MODE=custom
 fi
 if [[ "$TENT_PROFILE_NAME" == compat ]]; then
@@ -83,6 +88,9 @@ if [[ "$TENT_PROFILE_NAME" == compat ]]; then
   # the floor CLI takes the profile from TENT_PROFILE.
   export TENT_BENCH_CTR_FLAGS="--runtime-config-path=$REPO/config/tent-compat.toml"
   export TENT_PROFILE=compat
+  CRI_HANDLER=tent-compat
+else
+  CRI_HANDLER=tent
 fi
 if [[ -z "$OUT" ]]; then
   if [[ "$MODE" == full ]]; then
@@ -114,6 +122,11 @@ if ((BUILD)); then
   "$REPO/hack/build-shim.sh" >/dev/null || die "hack/build-shim.sh failed (tent shim does not build; fix it or use --no-build with an existing binary)"
 fi
 [[ -x "$SHIM_BIN" ]] || die "$SHIM_BIN missing: run hack/build-shim.sh (or drop --no-build)"
+CRI_BIN="$REPO/target/release/tent-cri"
+if [[ ",$ONLY," == *,pod,* ]] && ((BUILD)); then
+  log "cargo build --release -p tent-integration --bin tent-cri (the CRI client of row 4)"
+  cargo build --quiet --release -p tent-integration --bin tent-cri >&2 || die "building tent-cri failed"
+fi
 
 # tent's runtime-only CLI (floor): the bin target of crate tent-runtime, unless --tent-cli.
 TENT_CLI_MISSING=""
@@ -195,6 +208,7 @@ trap 'on_signal 143' TERM
 
 # Pin the shim for the whole run: other engineers rebuild target/release concurrently.
 mkdir -p "$WORK/shim"
+if [[ -x "$CRI_BIN" ]]; then cp "$CRI_BIN" "$WORK/tent-cri"; CRI_BIN="$WORK/tent-cri"; fi
 cp "$SHIM_BIN" "$WORK/shim/containerd-shim-tent-v1"
 if [[ -n "$TENT_CLI" ]]; then
   first="${TENT_CLI%% *}"
@@ -253,10 +267,11 @@ META="$(meta_json)"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 RESULT="$WORK/result.json"
-log "benchmarking ($MODE: runs=$RUNS warmup=$WARMUP containers=$CONTAINERS throughput=${TPUT}x${PARALLEL}x$ROUNDS only=$ONLY)"
+log "benchmarking ($MODE: runs=$RUNS warmup=$WARMUP containers=$CONTAINERS pods=$PODS throughput=${TPUT}x${PARALLEL}x$ROUNDS only=$ONLY)"
 run_child "$PY" "$REPO/hack/bench/bench.py" --address "$CONTAINERD_ADDRESS" --ctr "$TENT_CTR" \
   --runs "$RUNS" --warmup "$WARMUP" --containers "$CONTAINERS" --tput-total "$TPUT" \
   --tput-parallel "$PARALLEL" --tput-rounds "$ROUNDS" --only "$ONLY" --floor-dir "$FLOOR" \
+  --cri-bin "$CRI_BIN" --ctd-dir "$CTD" --tent-handler "$CRI_HANDLER" --pods "$PODS" \
   --tent-cli "$TENT_CLI" --tent-cli-missing "$TENT_CLI_MISSING" --meta "$META" --out "$RESULT" \
   || die "bench.py failed (partial results, if any: $RESULT)"
 

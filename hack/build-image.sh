@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build tent's test image offline.
 #
-#   hack/build-image.sh [--add SRC:DEST]... [--out FILE]
+#   hack/build-image.sh [--add SRC:DEST]... [--pause FILE] [--out FILE]
 #
 # Output: .cache/images/tent-test.tar (OCI image layout archive), image name
 # docker.io/library/tent-test:latest (set as io.containerd.image.name and
 # org.opencontainers.image.ref.name annotations, so `ctr images import` on containerd 1.6, 1.7
 # and 2.x names it without --base-name), and the CRI pod sandbox image
-# docker.io/library/tent-test:pause (the same layer, cmd `/bin/sleep inf`; the first manifest
-# stays `latest`).
+# docker.io/library/tent-test:pause: one file, tent's static `/pause` (pause/, built here with
+# cargo unless --pause names it), entrypoint `/pause`, user 65535 as Kubernetes' pause image;
+# the first manifest stays `latest`.
 # Content: Debian busybox-static's /bin/busybox with a symlink per applet in /bin, /etc/passwd
 # and /etc/group (root 0, tent 1000, nobody 65534), /tmp (1777), empty /proc /sys /dev, cmd /bin/sh.
 # --add copies an extra (static) file into the image, e.g. the tests' helper:
@@ -20,6 +21,8 @@ OUT="$REPO/.cache/images/tent-test.tar"
 NAME="docker.io/library/tent-test:latest"
 PAUSE_NAME="docker.io/library/tent-test:pause"
 ADDS=()
+TRIPLE=x86_64-unknown-linux-gnu
+PAUSE_BIN=""
 log() { echo "build-image: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -28,8 +31,9 @@ while (($#)); do
     --add) [[ $# -ge 2 ]] || die "--add needs SRC:DEST"; ADDS+=("$2"); shift 2 ;;
     --add=*) ADDS+=("${1#--add=}"); shift ;;
     --out) [[ $# -ge 2 ]] || die "--out needs a path"; OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) die "unknown argument '$1' (usage: $0 [--add SRC:DEST]... [--out FILE])" ;;
+    --pause) [[ $# -ge 2 ]] || die "--pause needs a path"; PAUSE_BIN="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) die "unknown argument '$1' (usage: $0 [--add SRC:DEST]... [--pause FILE] [--out FILE])" ;;
   esac
 done
 
@@ -37,6 +41,17 @@ command -v umoci >/dev/null || die "umoci missing: run hack/install-deps.sh"
 BUSYBOX=/bin/busybox
 [[ -x "$BUSYBOX" ]] || die "$BUSYBOX missing: run hack/install-deps.sh (busybox-static)"
 file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' && die "$BUSYBOX is dynamic: install busybox-static"
+
+if [[ -z "$PAUSE_BIN" ]]; then
+  PAUSE_BIN="$REPO/target/$TRIPLE/release/tent-pause"
+  log "building the pause process (cargo build --release -p tent-pause, static)"
+  (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --quiet --release -p tent-pause --target "$TRIPLE" >&2) \
+    || die "building tent-pause failed (see above)"
+fi
+[[ -x "$PAUSE_BIN" ]] || die "pause binary '$PAUSE_BIN' missing or not executable"
+file -L "$PAUSE_BIN" 2>/dev/null | grep -q 'dynamically linked' \
+  && die "pause binary '$PAUSE_BIN' is dynamic: the pause image holds nothing else (build with +crt-static)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tent-image.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -84,11 +99,16 @@ umoci config --image "$L:latest" \
   --config.workingdir / \
   --architecture amd64 --os linux \
   --author tent --history.created_by "hack/build-image.sh"
-# The CRI pod sandbox ("pause") image: the same layer, a process that lives until it is killed
-# (CRI runs the image's entrypoint+cmd as the sandbox's process with stdin on /dev/null, where
-# `latest`'s /bin/sh would exit at once and leave the pod NotReady).
-umoci config --image "$L:latest" --tag pause --config.cmd /bin/sleep --config.cmd inf \
-  --history.created_by "hack/build-image.sh (pause)"
+# The CRI pod sandbox ("pause") image: nothing but tent-pause, which holds the pod's namespaces,
+# reaps and exits 0 on SIGTERM.
+P="$WORK/pause-rootfs"
+mkdir -p "$P"
+install -m 0755 "$PAUSE_BIN" "$P/pause"
+umoci new --image "$L:pause"
+umoci insert --image "$L:pause" "$P" / >/dev/null
+umoci config --image "$L:pause" --config.entrypoint /pause --config.user 65535:65535 \
+  --config.workingdir / --architecture amd64 --os linux \
+  --author tent --history.created_by "hack/build-image.sh (pause: tent-pause)"
 umoci gc --layout "$L"
 # Name the manifests in index.json so every containerd version imports them as $NAME and
 # $PAUSE_NAME.

@@ -473,6 +473,32 @@ def bench_floor(r):
     return out
 
 
+def bench_pods(r):
+    """Row 4: pods through the CRI, by `tent-cri bench` (a Rust CRI client: Python has none
+    here). tent's handler (tent or tent-compat) is reported as "tent"."""
+    a = r.a
+    if not a.cri_bin or not os.path.exists(a.cri_bin):
+        return {"error": f"CRI client {a.cri_bin or '(none)'} not built"}
+    out = os.path.join(os.path.dirname(os.path.abspath(a.out)), "pods.json")
+    handlers = [a.tent_handler, "runc"]
+    argv = [a.cri_bin, "bench", a.ctd_dir, out, "--handlers", ",".join(handlers),
+            "--runs", str(a.runs), "--warmup", str(a.warmup), "--pods", str(a.pods)]
+    log(" ".join(argv))
+    rc = subprocess.run(argv, timeout=1800).returncode
+    if rc != 0 or not os.path.exists(out):
+        return {"error": f"tent-cri bench exited {rc}"}
+    raw = json.load(open(out))
+    name = {a.tent_handler: "tent", "runc": "runc"}
+    res = {"handler": a.tent_handler, "pods": a.pods}
+    for key in ("start_s", "teardown_s"):
+        res[key[:-2]] = {name[h]: {"samples": raw[key].get(h, []), "failures": 0,
+                                   "error": raw["errors"].get(h),
+                                   "stats": summary(raw[key].get(h, []))} for h in handlers}
+    res["memory"] = {name[h]: raw["memory"].get(h) or {"error": raw["errors"].get(h) or "not measured"}
+                     for h in handlers}
+    return res
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--address", required=True)
@@ -489,7 +515,11 @@ def main():
     p.add_argument("--floor-dir", required=True)
     p.add_argument("--tent-cli", default="")
     p.add_argument("--tent-cli-missing", default="")
-    p.add_argument("--only", default="run,exec,mem,tput,floor")
+    p.add_argument("--only", default="run,exec,mem,pod,tput,floor")
+    p.add_argument("--cri-bin", default="", help="tent-cri (row 4)")
+    p.add_argument("--ctd-dir", default="", help="the daemon's hack/containerd.sh dir (row 4)")
+    p.add_argument("--tent-handler", default="tent", help="tent's CRI handler (row 4)")
+    p.add_argument("--pods", type=int, default=20, help="running pods for row 4's memory")
     p.add_argument("--meta", default="{}", help="JSON object merged into the output")
     p.add_argument("--out", required=True)
     a = p.parse_args()
@@ -511,6 +541,7 @@ def main():
         for key, fn in (("run", lambda: bench_run(r, RUNTIMES)),
                         ("exec", lambda: bench_exec(r, RUNTIMES)),
                         ("mem", lambda: bench_memory(r, RUNTIMES)),
+                        ("pod", lambda: bench_pods(r)),
                         ("tput", lambda: bench_throughput(r, RUNTIMES)),
                         ("floor", lambda: bench_floor(r))):
             if key not in only:

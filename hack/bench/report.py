@@ -8,7 +8,8 @@ import json
 import sys
 
 # (key, what, target tent/runc)
-TARGETS = {"run": 0.5, "exec": 0.4, "pss": 0.25, "rss": 0.33, "tput": 0.5, "floor": 0.25}
+TARGETS = {"run": 0.5, "exec": 0.4, "pss": 0.25, "rss": 0.33, "tput": 0.5, "floor": 0.25,
+           "pod_start": 0.45, "pod_teardown": 0.5, "pod_rss": 0.25, "pod_pss": 0.25}
 
 
 def ms(s):
@@ -99,8 +100,33 @@ def rows(data):
             q, st = ratio_cells(vals[0], vals[1], TARGETS[key])
             out.append(("3", f"shim {name} per container ({p['containers']} × `sleep 3600`)",
                         cells[0], cells[1], q, f"≤ {TARGETS[key]}", st, key, vals[0], vals[1]))
-    out.append(("4", "pod-level figures through the CRI", "pending CRI support",
-                "pending CRI support", "—", "—", "pending", "cri", None, None))
+    if "pod" in R:
+        P = R["pod"]
+        if P.get("error"):
+            out.append(("4", "pods through the CRI", f"failed — {P['error'][:160]}", "—", "—", "—",
+                        "n/a", "cri", None, None))
+        else:
+            h = P.get("handler", "tent")
+            timing("4", "pod_start", f"pod start through the CRI: RunPodSandbox + CreateContainer + "
+                   f"StartContainer (handler `{h}` vs `runc`, n={p['runs']})", P["start"], ms)
+            timing("4", "pod_teardown", f"pod teardown: StopPodSandbox + RemovePodSandbox "
+                   f"(n={p['runs']})", P["teardown"], ms)
+            for key, field, name in (("pod_rss", "rss", "RSS"), ("pod_pss", "pss", "PSS")):
+                cells, vals = [], []
+                for rt in ("tent", "runc"):
+                    d = (P.get("memory") or {}).get(rt) or {}
+                    per = (d.get("per_pod_kb") or {})
+                    if d.get("error") or field not in per:
+                        cells.append(f"{rt}: failed — {(d.get('error') or 'not measured')[:160]}")
+                        vals.append(None)
+                        continue
+                    cells.append(f"**{mib(per[field])}**/pod (shim {mib(per['shim_' + field])} + "
+                                 f"pause {mib(per['pause_' + field])}; {d['shim_processes']} shims, "
+                                 f"{d['pods']} pods)")
+                    vals.append(per[field])
+                q, st = ratio_cells(vals[0], vals[1], TARGETS[key])
+                out.append(("4", f"pod {name}: shim + pause per pod ({P['pods']} pods running)",
+                            cells[0], cells[1], q, f"≤ {TARGETS[key]}", st, key, vals[0], vals[1]))
     if "tput" in R:
         timing("5", "tput", f"throughput: {p['tput_total']} × `ctr run --rm /bin/true`, "
                f"{p['tput_parallel']} at a time, wall time (rounds={p['tput_rounds']})",
