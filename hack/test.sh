@@ -87,6 +87,9 @@ done
 if [[ "${TENT_TEST_SKIP_LINT:-0}" != 1 ]]; then
   step "cargo fmt --check" cargo fmt --all -- --check || true
   step "cargo clippy --all-targets -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
+  # pause/ is its own workspace (no std).
+  step "pause/: cargo fmt --check, clippy -D warnings" bash -c \
+    'cd pause && cargo fmt -- --check && cargo clippy --all-targets -- -D warnings' || true
 else
   record "lint (TENT_TEST_SKIP_LINT=1)" skip 0
 fi
