@@ -473,6 +473,36 @@ def bench_floor(r):
     return out
 
 
+def cni_cost(ctd_dir, runs):
+    """What the pod network costs outside any runtime: a network namespace created and pinned
+    (`ip netns add`, as containerd does before RunPodSandbox's CNI call) plus the daemon's CNI
+    chain ADD (loopback, tent-podif); then the chain's DEL and the namespace's removal. Both
+    handlers pay it alike."""
+    conf = json.load(open(os.path.join(ctd_dir, "cni/net.d/10-tent.conflist")))
+    bindir = os.path.join(ctd_dir, "cni/bin")
+    up, down = [], []
+    for i in range(runs):
+        ns = f"tb-cni-{os.getpid()}-{i}"
+        env = dict(os.environ, CNI_CONTAINERID=ns, CNI_NETNS=f"/run/netns/{ns}",
+                   CNI_IFNAME="eth0", CNI_PATH=bindir)
+
+        def chain(cmd, plugins):
+            for pl in plugins:
+                cfg = dict(pl, cniVersion=conf["cniVersion"], name=conf["name"])
+                subprocess.run([os.path.join(bindir, pl["type"])], input=json.dumps(cfg).encode(),
+                               env=dict(env, CNI_COMMAND=cmd), check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        t = time.perf_counter()
+        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+        chain("ADD", conf["plugins"])
+        up.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        chain("DEL", list(reversed(conf["plugins"])))
+        subprocess.run(["ip", "netns", "del", ns], check=True, timeout=30)
+        down.append(time.perf_counter() - t)
+    return {"setup": summary(up), "teardown": summary(down)}
+
+
 def bench_pods(r):
     """Row 4: pods through the CRI, by `tent-cri bench` (a Rust CRI client: Python has none
     here). tent's handler (tent or tent-compat) is reported as "tent"."""
@@ -496,6 +526,10 @@ def bench_pods(r):
                                    "stats": summary(raw[key].get(h, []))} for h in handlers}
     res["memory"] = {name[h]: raw["memory"].get(h) or {"error": raw["errors"].get(h) or "not measured"}
                      for h in handlers}
+    try:
+        res["cni"] = cni_cost(a.ctd_dir, max(5, a.runs // 2))
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        res["cni"] = {"error": str(e)}
     return res
 
 

@@ -172,6 +172,15 @@ def markdown(data):
             f"{rt}: " + (", ".join(f"RSS {mib(s['rss_kb'])} PSS {mib(s['pss_kb'])} "
                                    f"{s['threads']} threads" for s in v) or "no shim found")
             for rt, v in idle.items())]
+    C = (R.get("pod") or {}).get("cni") or {}
+    if C.get("setup"):
+        lines += ["", f"Row 4's fixed cost outside the runtime: a pod network namespace plus the "
+                  f"daemon's CNI chain (loopback, tent-podif) takes {ms(C['setup']['median'])} to "
+                  f"set up and {ms(C['teardown']['median'])} to tear down (median, "
+                  f"n={C['setup']['n']}; `ip netns` + the plugins run by hand, as containerd "
+                  f"runs them); every pod pays it on both handlers."]
+    elif C.get("error"):
+        lines += ["", f"CNI cost not measured: {C['error'][:200]}"]
     M = R.get("mem") or {}
     extra = []
     for rt in ("tent", "runc"):
