@@ -178,11 +178,31 @@ async fn copy_stdin(
             },
         };
         if let Err(e) = sink.write_all(&buf[..n]).await {
-            log::debug!("stdin copy ended: {e}");
-            break;
+            log::debug!("stdin: the workload stopped reading ({e}); discarding until Delete");
+            discard(fifo, closed, &mut buf).await;
+            return;
         }
     }
     // Dropping `sink` closes the pipe: the workload reads EOF.
+}
+
+/// Reads and drops input nobody can read any more (the workload closed its stdin or
+/// exited), keeping the FIFO open until CloseIO or Delete: a client that still
+/// writes must not get EPIPE (runc's shim keeps the pipe open the same way).
+pub(crate) async fn discard<R: AsyncReadExt + Unpin>(
+    mut input: R,
+    mut closed: oneshot::Receiver<()>,
+    buf: &mut [u8],
+) {
+    loop {
+        tokio::select! {
+            _ = &mut closed => return,
+            r = input.read(buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+        }
+    }
 }
 
 /// Copies what is buffered in the stdin FIFO right now, without waiting for more.

@@ -348,9 +348,13 @@ impl Shim {
             .as_ref()
             .map(|any| any.value.as_slice())
             .unwrap_or_default();
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(spec_json).map_err(|e| {
-            Error::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
-        })?;
+        let mut spec: oci_spec::runtime::Process =
+            serde_json::from_slice(spec_json).map_err(|e| {
+                Error::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+            })?;
+        // The request's `terminal` is the truth, as with runc's shim: the shim opens
+        // the streams by it, so the process must get (or not get) a pty to match.
+        spec.set_terminal(Some(req.terminal));
         if spec.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidArgument(format!(
                 "exec {}: process.args is empty",
@@ -458,8 +462,7 @@ impl Shim {
                     )));
                 }
                 lock(&task.execs).remove(&p.exec_id);
-                p.close_stdin();
-                p.drop_outputs();
+                p.close_streams();
                 let exit = p.exit().unwrap_or(Exit {
                     status: 0,
                     at: SystemTime::now(),
@@ -523,11 +526,9 @@ impl Shim {
             monitor.close();
         }
         for (_, exec) in lock(&task.execs).drain() {
-            exec.process.close_stdin();
-            exec.process.drop_outputs();
+            exec.process.close_streams();
         }
-        task.init.close_stdin();
-        task.init.drop_outputs();
+        task.init.close_streams();
         Ok(task.init.exit().unwrap_or(Exit {
             status: 0,
             at: SystemTime::now(),
