@@ -43,6 +43,7 @@ mod rootfs;
 mod tty;
 
 pub use cgroups::devices::{install_v2_filter, v2_filters, Installed};
+pub use cgroups::move_to as join_cgroup;
 pub use cgroups::oom::OomWatcher;
 pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};

@@ -6,6 +6,7 @@
 
 mod address;
 mod args;
+mod bootstrap;
 mod config;
 mod console;
 mod delete;
@@ -16,8 +17,10 @@ mod logger;
 mod memory;
 mod metrics;
 mod oom;
+mod pb;
 mod process;
 mod registry;
+mod runc_options;
 mod runtime;
 mod server;
 mod service;

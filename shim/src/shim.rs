@@ -160,7 +160,7 @@ impl Shim {
                 "create from a checkpoint (tent does not checkpoint)".into(),
             ));
         }
-        let profile = config::profile(req.options.as_ref())?;
+        let config::Options { profile, io_owner } = config::options(req.options.as_ref())?;
         let init = Process::new(
             "",
             StdioPaths {
@@ -168,6 +168,7 @@ impl Shim {
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
+                owner: io_owner,
             },
         );
         let stdio = self.open_stdio(&req.id, &init).await?;
@@ -375,6 +376,8 @@ impl Shim {
                     stdout: req.stdout.clone(),
                     stderr: req.stderr.clone(),
                     terminal: req.terminal,
+                    // runc's shim gives an exec the init's pipe owner too.
+                    owner: task.init.stdio.owner,
                 },
             ),
             spec,
