@@ -203,8 +203,24 @@ fn adjust_oom_score(parent: i32, pid: i32) -> Result<()> {
         .map_err(|e| Error::Internal(format!("{from}: {:?}: {e}", text.trim())))?;
     let to = format!("/proc/{pid}/oom_score_adj");
     let value = score.saturating_add(1).min(OOM_SCORE_ADJ_MAX);
-    std::fs::write(&to, value.to_string())
-        .map_err(|e| Error::io(format!("write {value} to {to}"), e))
+    match std::fs::write(&to, value.to_string()) {
+        Ok(()) => Ok(()),
+        // Lowering a score needs CAP_SYS_RESOURCE; without it (a user namespace, a
+        // sandbox) the server keeps the score it inherited, as containerd's own
+        // shims do. Raising never needs it, so any other failure is an error.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && value < inherited(pid) => {
+            Ok(())
+        }
+        Err(e) => Err(Error::io(format!("write {value} to {to}"), e)),
+    }
+}
+
+/// The score `pid` has now (`i32::MIN` if unreadable, so nothing counts as lower).
+fn inherited(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(i32::MIN)
 }
 
 /// Ends a server that could not be set up as asked.
@@ -234,6 +250,38 @@ fn reply(address: &str, bootstrap: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_score_adj_is_the_parents_plus_one_capped() {
+        let sleep = || {
+            Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("spawn sleep")
+        };
+        let (mut parent, mut child) = (sleep(), sleep());
+        let score = |c: &Child| {
+            std::fs::read_to_string(format!("/proc/{}/oom_score_adj", c.id()))
+                .expect("read oom_score_adj")
+                .trim()
+                .to_string()
+        };
+        let mut results = Vec::new();
+        // Raising only: lowering needs CAP_SYS_RESOURCE, which a sandbox lacks.
+        for given in ["5", "999", "1000"] {
+            std::fs::write(format!("/proc/{}/oom_score_adj", parent.id()), given)
+                .expect("set the parent's score");
+            adjust_oom_score(parent.id() as i32, child.id() as i32).expect("adjust");
+            results.push(score(&child));
+        }
+        for c in [&mut parent, &mut child] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert_eq!(results, ["6", "1000", "1000"]);
+        let err = adjust_oom_score(i32::MAX, 1).expect_err("no such parent");
+        assert!(err.to_string().contains("oom_score_adj"), "{err}");
+    }
 
     #[test]
     fn pods_group_by_sandbox_id() {
