@@ -267,28 +267,60 @@ fn runc_options(shim_cgroup: &str) -> Vec<u8> {
     .expect("encode Any")
 }
 
-#[test]
-fn runc_shim_cgroup_option_puts_the_server_in_that_cgroup() {
+/// `BootstrapParams` from containerd 2.3.4's capture, for `id`, with `socket_dir`
+/// and the runtime options `any` as one extension, as 2.3 nests them.
+fn params_with_options(id: &str, socket_dir: &Path, any: &[u8]) -> Vec<u8> {
+    // The capture's own fields, but for the id (field 1, which must match -id).
+    let plain = fixture("start-stdin-plain.bin");
+    let mut out = Vec::new();
+    {
+        let mut o = CodedOutputStream::vec(&mut out);
+        o.write_string(1, id).expect("instance_id");
+        for (field, value) in fields(&plain) {
+            match (field, value) {
+                (1, _) => {}
+                (f, Err(b)) => o.write_bytes(f, &b).expect("field"),
+                (f, Ok(v)) => o.write_uint64(f, v).expect("field"),
+            }
+        }
+        let mut ext = Vec::new();
+        {
+            let mut e = CodedOutputStream::vec(&mut ext);
+            e.write_bytes(1, any).expect("Extension.value");
+            e.flush().expect("flush");
+        }
+        o.write_bytes(8, &ext).expect("extensions");
+        o.write_string(9, &socket_dir.to_string_lossy())
+            .expect("socket_dir");
+        o.flush().expect("flush");
+    }
+    out
+}
+
+/// Runs `start` with ShimCgroup given by `input(cgroup path)` and checks the server
+/// joined it; returns after Shutdown.
+fn shim_cgroup_is_joined(name: &str, id: &str, input: impl Fn(&Scratch, &str) -> Vec<u8>) {
     become_subreaper();
-    let scratch = Scratch::new("cg");
-    let cgroup = TestCgroup::new("shimcg");
-    // A containerd address of our own: the socket name (under /run/containerd/s)
-    // is then this test's alone.
+    let scratch = Scratch::new(name);
+    let cgroup = TestCgroup::new(name);
+    // A containerd address of our own: the socket name is then this test's alone.
     let address = scratch.dir.join("containerd.sock");
     let out = scratch.start(
-        "cg1",
+        id,
         &address.to_string_lossy(),
-        &runc_options(&cgroup.path),
+        &input(&scratch, &cgroup.path),
     );
     assert!(
         out.status.success(),
         "start failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // containerd 1.6 … 2.2: the plain address, in the default socket directory.
-    let reply = String::from_utf8(out.stdout).expect("utf-8 reply");
-    let socket = socket_for(&address.to_string_lossy(), "default", "cg1");
-    assert_eq!(reply, format!("unix://{}", socket.display()));
+    let reply = match String::from_utf8(out.stdout.clone()) {
+        // containerd 1.6 … 2.2: the plain address.
+        Ok(plain) if plain.starts_with("unix://") => plain,
+        _ => bootstrap_result(&out.stdout).1,
+    };
+    let socket = PathBuf::from(reply.trim_start_matches("unix://"));
     let client = connect(&reply);
     let pid = shim_pid(&client);
     for dir in &cgroup.dirs {
@@ -300,6 +332,21 @@ fn runc_shim_cgroup_option_puts_the_server_in_that_cgroup() {
         );
     }
     shut_down(&client, pid, &socket);
+}
+
+#[test]
+fn runc_shim_cgroup_option_puts_the_server_in_that_cgroup() {
+    // containerd 1.6 … 2.2: the options Any alone on stdin, the plain address back,
+    // the socket in the default directory.
+    shim_cgroup_is_joined("cg", "cg1", |_, cgroup| runc_options(cgroup));
+}
+
+#[test]
+fn runc_shim_cgroup_inside_bootstrap_params_is_honoured_too() {
+    // containerd 2.3: the same options nested in BootstrapParams.extensions.
+    shim_cgroup_is_joined("cg23", "cg23", |scratch, cgroup| {
+        params_with_options("cg23", &scratch.dir.join("s"), &runc_options(cgroup))
+    });
 }
 
 #[test]
