@@ -46,11 +46,15 @@ impl Scratch {
 
     /// `<shim> -namespace default -address <address> … -id <id> start`, stdin `input`.
     fn start(&self, id: &str, address: &str, input: &[u8]) -> Output {
+        self.start_with_ttrpc(id, address, input, &self.dir.join("c.ttrpc"))
+    }
+
+    fn start_with_ttrpc(&self, id: &str, address: &str, input: &[u8], ttrpc: &Path) -> Output {
         let mut child = Command::new(SHIM)
             .args(["-namespace", "default", "-address", address])
             .args(["-publish-binary", "/usr/bin/containerd", "-id", id, "start"])
             .current_dir(self.bundle())
-            .env("TTRPC_ADDRESS", self.dir.join("c.ttrpc"))
+            .env("TTRPC_ADDRESS", ttrpc)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -379,4 +383,43 @@ fn socket_for(address: &str, namespace: &str, group: &str) -> PathBuf {
     let hash = sha2::Sha256::digest(format!("{address}/{namespace}/{group}").as_bytes());
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     Path::new("/run/containerd/s").join(hex)
+}
+
+#[test]
+fn a_server_that_cannot_reach_containerd_exits_and_removes_its_socket() {
+    let scratch = Scratch::new("noctd");
+    let socket_dir = scratch.dir.join("s");
+    let mut input = fixture("start-stdin-plain.bin");
+    {
+        let mut out = CodedOutputStream::vec(&mut input);
+        out.write_string(9, &socket_dir.to_string_lossy())
+            .expect("socket_dir");
+        out.flush().expect("flush");
+    }
+    let nowhere = scratch.dir.join("no-containerd.ttrpc");
+    let out = scratch.start_with_ttrpc(
+        "probe-plain",
+        "/run/containerd/containerd.sock",
+        &input,
+        &nowhere,
+    );
+    // `start` cannot know: it answers, and the server gives up on its own.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, address, _) = bootstrap_result(&out.stdout);
+    let socket = PathBuf::from(address.trim_start_matches("unix://"));
+    let deadline = Instant::now() + WAIT;
+    while socket.exists() || !processes_in(&scratch.bundle()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "server still there: socket {} exists: {}, processes {:?}",
+            socket.display(),
+            socket.exists(),
+            processes_in(&scratch.bundle())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
