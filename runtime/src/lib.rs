@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 // The caller's side: the public API below, lifecycle, exec, host mounts.
 mod container;
 mod exec;
+mod features;
 mod hostfs;
 mod state;
 // Shared by both sides: what the spec asks for, and how it is applied.
@@ -43,10 +44,12 @@ mod rootfs;
 mod tty;
 
 pub use cgroups::devices::{install_v2_filter, v2_filters, Installed};
+pub use cgroups::move_to as join_cgroup;
 pub use cgroups::oom::OomWatcher;
 pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
+pub use features::{features, features_json, FEATURES_TYPE_URL};
 pub use profile::{Allow, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.

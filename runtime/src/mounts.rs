@@ -42,63 +42,75 @@ impl MountOptions {
     }
 }
 
+/// Every option that is a mount(2) flag: (name, sets (else clears) it, flags).
+/// Also what `features` lists (with [`PROPAGATION`]), so the two cannot drift.
+pub(crate) const FLAG_OPTIONS: &[(&str, bool, MsFlags)] = &[
+    ("ro", true, MsFlags::MS_RDONLY),
+    ("rw", false, MsFlags::MS_RDONLY),
+    ("nosuid", true, MsFlags::MS_NOSUID),
+    ("suid", false, MsFlags::MS_NOSUID),
+    ("nodev", true, MsFlags::MS_NODEV),
+    ("dev", false, MsFlags::MS_NODEV),
+    ("noexec", true, MsFlags::MS_NOEXEC),
+    ("exec", false, MsFlags::MS_NOEXEC),
+    ("sync", true, MsFlags::MS_SYNCHRONOUS),
+    ("async", false, MsFlags::MS_SYNCHRONOUS),
+    ("dirsync", true, MsFlags::MS_DIRSYNC),
+    ("remount", true, MsFlags::MS_REMOUNT),
+    ("mand", true, MsFlags::MS_MANDLOCK),
+    ("nomand", false, MsFlags::MS_MANDLOCK),
+    ("atime", false, MsFlags::MS_NOATIME),
+    ("noatime", true, MsFlags::MS_NOATIME),
+    ("diratime", false, MsFlags::MS_NODIRATIME),
+    ("nodiratime", true, MsFlags::MS_NODIRATIME),
+    ("relatime", true, MsFlags::MS_RELATIME),
+    ("norelatime", false, MsFlags::MS_RELATIME),
+    ("strictatime", true, MsFlags::MS_STRICTATIME),
+    ("nostrictatime", false, MsFlags::MS_STRICTATIME),
+    ("lazytime", true, MsFlags::MS_LAZYTIME),
+    ("nolazytime", false, MsFlags::MS_LAZYTIME),
+    ("iversion", true, MsFlags::MS_I_VERSION),
+    ("noiversion", false, MsFlags::MS_I_VERSION),
+    ("bind", true, MsFlags::MS_BIND),
+    ("rbind", true, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
+    // No flag: the kernel's defaults.
+    ("defaults", true, MsFlags::empty()),
+];
+
+/// Propagation options and their flags.
+pub(crate) const PROPAGATION: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
 /// Parses OCI/fstab-style options; unknown ones go to `data` as runc does.
 pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut out = MountOptions::default();
     let mut data = Vec::new();
     for opt in options {
         let opt = opt.as_ref();
-        let set = |f: MsFlags| (true, f);
-        let clr = |f: MsFlags| (false, f);
-        let flag = match opt {
-            "ro" => Some(set(MsFlags::MS_RDONLY)),
-            "rw" => Some(clr(MsFlags::MS_RDONLY)),
-            "nosuid" => Some(set(MsFlags::MS_NOSUID)),
-            "suid" => Some(clr(MsFlags::MS_NOSUID)),
-            "nodev" => Some(set(MsFlags::MS_NODEV)),
-            "dev" => Some(clr(MsFlags::MS_NODEV)),
-            "noexec" => Some(set(MsFlags::MS_NOEXEC)),
-            "exec" => Some(clr(MsFlags::MS_NOEXEC)),
-            "sync" => Some(set(MsFlags::MS_SYNCHRONOUS)),
-            "async" => Some(clr(MsFlags::MS_SYNCHRONOUS)),
-            "dirsync" => Some(set(MsFlags::MS_DIRSYNC)),
-            "remount" => Some(set(MsFlags::MS_REMOUNT)),
-            "mand" => Some(set(MsFlags::MS_MANDLOCK)),
-            "nomand" => Some(clr(MsFlags::MS_MANDLOCK)),
-            "atime" => Some(clr(MsFlags::MS_NOATIME)),
-            "noatime" => Some(set(MsFlags::MS_NOATIME)),
-            "diratime" => Some(clr(MsFlags::MS_NODIRATIME)),
-            "nodiratime" => Some(set(MsFlags::MS_NODIRATIME)),
-            "relatime" => Some(set(MsFlags::MS_RELATIME)),
-            "norelatime" => Some(clr(MsFlags::MS_RELATIME)),
-            "strictatime" => Some(set(MsFlags::MS_STRICTATIME)),
-            "nostrictatime" => Some(clr(MsFlags::MS_STRICTATIME)),
-            "lazytime" => Some(set(MsFlags::MS_LAZYTIME)),
-            "nolazytime" => Some(clr(MsFlags::MS_LAZYTIME)),
-            "iversion" => Some(set(MsFlags::MS_I_VERSION)),
-            "noiversion" => Some(clr(MsFlags::MS_I_VERSION)),
-            "bind" => Some(set(MsFlags::MS_BIND)),
-            "rbind" => Some(set(MsFlags::MS_BIND | MsFlags::MS_REC)),
-            "defaults" => None,
-            _ => {
+        match FLAG_OPTIONS.iter().find(|(name, _, _)| *name == opt) {
+            Some((_, true, f)) => {
+                out.flags |= *f;
+                out.clear &= !*f;
+            }
+            Some((_, false, f)) => {
+                out.flags &= !*f;
+                out.clear |= *f;
+            }
+            None => {
                 if let Some(p) = propagation(opt) {
                     out.propagation.push(p);
                 } else if !opt.is_empty() && !IGNORED.contains(&opt) {
                     data.push(opt);
                 }
-                continue;
             }
-        };
-        match flag {
-            Some((true, f)) => {
-                out.flags |= f;
-                out.clear &= !f;
-            }
-            Some((false, f)) => {
-                out.flags &= !f;
-                out.clear |= f;
-            }
-            None => {}
         }
     }
     out.data = data.join(",");
@@ -110,17 +122,10 @@ const IGNORED: &[&str] = &["tmpcopyup", "idmap", "ridmap", "rro"];
 
 /// Maps a propagation option to its flags.
 pub fn propagation(opt: &str) -> Option<MsFlags> {
-    Some(match opt {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION
+        .iter()
+        .find(|(name, _)| *name == opt)
+        .map(|(_, f)| *f)
 }
 
 #[cfg(test)]

@@ -5,18 +5,19 @@
 
 use std::path::PathBuf;
 
-/// Where shim sockets live (containerd's `defaults.DefaultStateDir` + `/s`).
-const SOCKET_DIR: &str = "/run/containerd/s";
+/// Where shim sockets live unless containerd 2.3+ names a directory
+/// (containerd's `defaults.DefaultStateDir` + `/s`).
+pub const SOCKET_DIR: &str = "/run/containerd/s";
 
-/// The socket address of the shim serving `group` of `namespace` for the containerd at
-/// `address` (the same path as containerd-shim's `socket_address`).
-pub fn socket_address(address: &str, namespace: &str, group: &str) -> String {
+/// The socket address, under `dir`, of the shim serving `group` of `namespace` for
+/// the containerd at `address` (the same path as containerd-shim's `socket_address`).
+pub fn socket_address(dir: &str, address: &str, namespace: &str, group: &str) -> String {
     let path = PathBuf::from(address).join(namespace).join(group);
     let hex: String = sha256(path.as_os_str().as_encoded_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("unix://{SOCKET_DIR}/{hex}")
+    format!("unix://{}/{hex}", dir.trim_end_matches('/'))
 }
 
 /// SHA-256 of `data`.
@@ -58,7 +59,12 @@ mod tests {
     fn socket_address_is_the_hash_of_address_namespace_and_group() {
         // The value containerd-shim 0.11's socket_address gives for these inputs.
         assert_eq!(
-            socket_address("/run/containerd/containerd.sock", "k8s.io", "pod1"),
+            socket_address(
+                SOCKET_DIR,
+                "/run/containerd/containerd.sock",
+                "k8s.io",
+                "pod1"
+            ),
             format!(
                 "unix:///run/containerd/s/{}",
                 hex(b"/run/containerd/containerd.sock/k8s.io/pod1")

@@ -12,6 +12,8 @@ pub struct Flags {
     pub publish_binary: String,
     pub bundle: String,
     pub socket: String,
+    /// The server's log level as containerd 2.3+ asked `start` for it (`INFO`, …).
+    pub log_level: String,
     pub debug: bool,
     pub version: bool,
     pub info: bool,
@@ -54,6 +56,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Flags, String> 
             "publish-binary" => &mut flags.publish_binary,
             "bundle" => &mut flags.bundle,
             "socket" => &mut flags.socket,
+            "log-level" => &mut flags.log_level,
             other => return Err(format!("unknown flag -{other}")),
         };
         *target = match inline {
@@ -111,9 +114,11 @@ mod tests {
 
     #[test]
     fn server_has_no_action() {
-        let f = p(&["-socket", "unix:///s", "-id", "x"]).expect("valid flags");
+        let f =
+            p(&["-socket", "unix:///s", "-id", "x", "-log-level", "WARN"]).expect("valid flags");
         assert_eq!(f.action, "");
         assert_eq!(f.socket, "unix:///s");
+        assert_eq!(f.log_level, "WARN");
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! capabilities = []          # e.g. "CAP_SYS_PTRACE"
 //! ```
 //!
-//! No options, or an empty file, is the `tent` profile. Options of another
-//! type (runc's, which a handler copied from runc may carry) are ignored with
-//! a warning: they hold no security setting tent knows.
+//! No options, or an empty file, is the `tent` profile. runc's options (which a
+//! handler copied from runc, or containerd's Go client, may pass) are checked
+//! field by field in [`crate::runc_options`]; options of any other type are
+//! ignored with a warning: they hold no security setting tent knows.
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::CodedInputStream;
@@ -71,12 +72,38 @@ pub fn parse(text: &str, what: &str) -> Result<Profile> {
     Ok(profile)
 }
 
+/// What a Create's options ask of tent.
+#[derive(Debug, Default, PartialEq)]
+pub struct Options {
+    pub profile: Profile,
+    /// runc's `IoUid`/`IoGid`: who owns the container's stdio pipes.
+    pub io_owner: Option<(u32, u32)>,
+}
+
+/// The options of a Create (containerd's `CreateTaskRequest.options`).
+pub fn options(options: Option<&Any>) -> Result<Options> {
+    if let Some(runc) = options
+        .map(crate::runc_options::decode)
+        .transpose()?
+        .flatten()
+    {
+        return Ok(Options {
+            profile: Profile::default(),
+            io_owner: runc.check("create: options")?,
+        });
+    }
+    Ok(Options {
+        profile: profile(options)?,
+        io_owner: None,
+    })
+}
+
 /// The profile for a Create with `options` (containerd's `CreateTaskRequest.options`).
 pub fn profile(options: Option<&Any>) -> Result<Profile> {
     let Some(any) = options.filter(|a| !a.type_url.is_empty() || !a.value.is_empty()) else {
         return Ok(Profile::default());
     };
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let name = crate::runc_options::type_name(&any.type_url);
     if name != RUNTIME_OPTIONS {
         log::warn!(
             "create: ignoring runtime options of type {:?}",

@@ -101,10 +101,10 @@ async fn copy_in(
             match master.writable().await {
                 Ok(mut guard) => match guard.try_io(|fd| write(fd.get_ref(), &buf[written..n])) {
                     Ok(Ok(w)) => written += w,
-                    Ok(Err(_)) => return,
+                    Ok(Err(_)) => return crate::io::discard(input, closed, &mut buf).await,
                     Err(_would_block) => continue,
                 },
-                Err(_) => return,
+                Err(_) => return crate::io::discard(input, closed, &mut buf).await,
             }
         }
     }

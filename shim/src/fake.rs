@@ -139,7 +139,12 @@ impl Container for FakeContainer {
 
     fn exec(&self, req: ExecRequest<'_>) -> Result<ExecHandle> {
         let args = req.process.args().clone().unwrap_or_default().join(" ");
-        self.fake.call(format!("exec {} {args}", self.id))?;
+        let tty = if req.process.terminal() == Some(true) {
+            " (tty)"
+        } else {
+            ""
+        };
+        self.fake.call(format!("exec {} {args}{tty}", self.id))?;
         let pid = self.fake.take_pid();
         lock(&self.execs).push(pid);
         let fake = self.fake.clone();

@@ -23,6 +23,9 @@ pub struct StdioPaths {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+    /// runc's `IoUid`/`IoGid`: the owner the stdio pipes get, so a workload that
+    /// is not root can reopen `/proc/self/fd/1`.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Closes the workload's stdin when dropped or when [`StdinCloser::close`] is called.
@@ -90,10 +93,38 @@ pub fn open(
         stdout,
         stderr,
     };
+    if let Some((uid, gid)) = paths.owner {
+        for fd in [&stdio.stdin, &stdio.stdout, &stdio.stderr]
+            .into_iter()
+            .flatten()
+        {
+            chown_pipe(fd, uid, gid)?;
+        }
+    }
     Ok(Opened {
         stdio,
         stdin: closer,
         held,
+    })
+}
+
+/// Gives a pipe or FIFO the workload's owner (as runc's shim does for its pipes);
+/// regular log files keep theirs.
+fn chown_pipe(fd: &OwnedFd, uid: u32, gid: u32) -> Result<()> {
+    let stat = nix::sys::stat::fstat(fd).map_err(|e| Error::io("stat stdio", e.into()))?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Ok(());
+    }
+    nix::unistd::fchown(
+        fd,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("chown stdio pipe to IoUid {uid} IoGid {gid}"),
+            e.into(),
+        )
     })
 }
 
@@ -178,11 +209,31 @@ async fn copy_stdin(
             },
         };
         if let Err(e) = sink.write_all(&buf[..n]).await {
-            log::debug!("stdin copy ended: {e}");
-            break;
+            log::debug!("stdin: the workload stopped reading ({e}); discarding until Delete");
+            discard(fifo, closed, &mut buf).await;
+            return;
         }
     }
     // Dropping `sink` closes the pipe: the workload reads EOF.
+}
+
+/// Reads and drops input nobody can read any more (the workload closed its stdin or
+/// exited), keeping the FIFO open until CloseIO or Delete: a client that still
+/// writes must not get EPIPE (runc's shim keeps the pipe open the same way).
+pub(crate) async fn discard<R: AsyncReadExt + Unpin>(
+    mut input: R,
+    mut closed: oneshot::Receiver<()>,
+    buf: &mut [u8],
+) {
+    loop {
+        tokio::select! {
+            _ = &mut closed => return,
+            r = input.read(buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+        }
+    }
 }
 
 /// Copies what is buffered in the stdin FIFO right now, without waiting for more.
@@ -243,6 +294,45 @@ fn open_fifo(name: &str, path: &str) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn io_uid_and_gid_own_the_pipes_but_not_log_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("tent-io-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        for name in ["stdin", "stdout"] {
+            nix::unistd::mkfifo(&dir.join(name), mode).expect("mkfifo");
+        }
+        let log = dir.join("err.log");
+        let paths = StdioPaths {
+            stdin: dir.join("stdin").display().to_string(),
+            stdout: dir.join("stdout").display().to_string(),
+            stderr: format!("file://{}", log.display()),
+            terminal: false,
+            owner: Some((4321, 8765)),
+        };
+        let owner = Owner {
+            container_id: "c1",
+            namespace: "ns",
+        };
+        let opened = open(&paths, owner, None).expect("open");
+        let owner_of = |fd: &Option<OwnedFd>| {
+            let st = nix::sys::stat::fstat(fd.as_ref().expect("a stream")).expect("fstat");
+            (st.st_uid, st.st_gid)
+        };
+        assert_eq!(owner_of(&opened.stdio.stdin), (4321, 8765), "stdin pipe");
+        assert_eq!(owner_of(&opened.stdio.stdout), (4321, 8765), "stdout FIFO");
+        let meta = std::fs::metadata(&log).expect("log file");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "a log file keeps its owner"
+        );
+        drop(opened);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn file_uri_is_created_and_other_schemes_are_refused() {

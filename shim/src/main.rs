@@ -6,6 +6,7 @@
 
 mod address;
 mod args;
+mod bootstrap;
 mod config;
 mod console;
 mod delete;
@@ -16,8 +17,10 @@ mod logger;
 mod memory;
 mod metrics;
 mod oom;
+mod pb;
 mod process;
 mod registry;
+mod runc_options;
 mod runtime;
 mod server;
 mod service;
@@ -31,6 +34,7 @@ mod fake;
 
 use std::io::Write;
 
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 
@@ -65,17 +69,10 @@ fn main() {
     }
 }
 
-/// `-info`: a `RuntimeInfo` protobuf on stdout (asked for by newer containerd).
+/// `-info`: a `RuntimeInfo` protobuf on stdout (asked for by newer containerd), with
+/// the OCI features document tent's runtime builds for this host.
 fn info() -> error::Result<()> {
-    let info = RuntimeInfo {
-        name: NAME.to_string(),
-        version: MessageField::some(RuntimeVersion {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let bytes = info
+    let bytes = runtime_info()?
         .write_to_bytes()
         .map_err(|e| error::Error::Internal(format!("encode RuntimeInfo: {e}")))?;
     std::io::stdout()
@@ -83,7 +80,75 @@ fn info() -> error::Result<()> {
         .map_err(|e| error::Error::io("write RuntimeInfo", e))
 }
 
+fn runtime_info() -> error::Result<RuntimeInfo> {
+    let features = Any {
+        type_url: tent_runtime::FEATURES_TYPE_URL.to_string(),
+        value: tent_runtime::features_json()?,
+        ..Default::default()
+    };
+    Ok(RuntimeInfo {
+        name: NAME.to_string(),
+        version: MessageField::some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        }),
+        features: MessageField::some(features),
+        ..Default::default()
+    })
+}
+
 fn fail(message: &str) -> ! {
     eprintln!("{NAME}: {message}");
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let Some(map) = v.as_object() {
+            for (k, v) in map {
+                let key = format!("{prefix}/{k}");
+                json_keys(v, &key, out);
+                out.push(key);
+            }
+        }
+    }
+
+    #[test]
+    fn info_reply_has_the_shape_of_runc_shims() {
+        let runc = RuntimeInfo::parse_from_bytes(include_bytes!(
+            "../tests/fixtures/containerd-2.3.4/runc-shim-info-reply.bin"
+        ))
+        .expect("runc shim's -info reply");
+        let ours = RuntimeInfo::parse_from_bytes(
+            &runtime_info()
+                .and_then(|i| {
+                    i.write_to_bytes()
+                        .map_err(|e| error::Error::Internal(e.to_string()))
+                })
+                .expect("our reply"),
+        )
+        .expect("decodes");
+        assert_eq!(ours.name, NAME);
+        assert_eq!(ours.version.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(ours.features.type_url, runc.features.type_url);
+        let doc = |any: &Any| -> serde_json::Value {
+            serde_json::from_slice(&any.value).expect("features JSON")
+        };
+        let (theirs, mine) = (doc(&runc.features), doc(&ours.features));
+        let (mut their_keys, mut my_keys) = (Vec::new(), Vec::new());
+        json_keys(&theirs, "", &mut their_keys);
+        json_keys(&mine, "", &mut my_keys);
+        // Every field we report, runc's shim reports too (containerd reads those);
+        // rdma is the OCI schema's and containerd ignores what it does not know.
+        for key in &my_keys {
+            assert!(
+                their_keys.contains(key) || key == "/linux/cgroup/rdma",
+                "{key} is not in runc's document"
+            );
+        }
+        assert!(my_keys.contains(&"/linux/seccomp/actions".to_string()));
+    }
 }

@@ -107,6 +107,14 @@ impl Process {
         }
     }
 
+    /// Lets go of every stream the shim holds for this process (at Delete): the
+    /// stdin copy and FIFO, the held outputs.
+    pub fn close_streams(&self) {
+        self.close_stdin();
+        drop(self.take_stdin_fifo());
+        self.drop_outputs();
+    }
+
     pub fn set_console(&self, master: OwnedFd) {
         *lock(&self.console) = Some(master);
     }
@@ -189,9 +197,9 @@ impl Process {
         }
         *state = Status::Stopped;
         self.exit.send_replace(Some(Exit { status, at }));
-        // The workload is gone: nothing left to feed.
-        drop(state);
-        self.close_stdin();
+        // stdin stays open until Delete (or CloseIO), as with runc's shim: a client
+        // byte that arrives after the exit must not break the client's pipe, or
+        // containerd's CRI tears the session down before the output is read.
         true
     }
 

@@ -29,12 +29,32 @@ const TASK_V3: &str = "containerd.task.v3.Task";
 
 pub fn serve(flags: Flags) -> Result<()> {
     let listener = inherited_listener()?;
+    let socket = flags.socket.clone();
+    let result = serve_on(flags, listener);
+    // Whether the server ran or failed to come up, its socket must not outlive it.
+    let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+    if let Err(e) = std::fs::remove_file(path) {
+        log::warn!("remove socket {path}: {e}");
+    }
+    result
+}
+
+fn serve_on(flags: Flags, listener: UnixListener) -> Result<()> {
     if !flags.debug {
         log::set_max_level(log::LevelFilter::Info);
     }
     if let Err(e) = crate::shimlog::init(flags.debug) {
         // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
         eprintln!("tent shim: logging disabled: {e}");
+    }
+    // containerd 2.3+ names the level (its own); `-debug` still raises it.
+    if let Ok(level) = flags.log_level.parse::<log::LevelFilter>() {
+        let floor = if flags.debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Off
+        };
+        log::set_max_level(level.max(floor));
     }
     crate::memory::configure_allocator();
     tent_runtime::set_child_subreaper()?;
@@ -120,13 +140,6 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
     }
     log::info!("tent shim shutting down");
     let _ = server.shutdown().await;
-    let path = flags
-        .socket
-        .strip_prefix("unix://")
-        .unwrap_or(&flags.socket);
-    if let Err(e) = std::fs::remove_file(path) {
-        log::warn!("remove socket {path}: {e}");
-    }
     Ok(())
 }
 

@@ -160,7 +160,7 @@ impl Shim {
                 "create from a checkpoint (tent does not checkpoint)".into(),
             ));
         }
-        let profile = config::profile(req.options.as_ref())?;
+        let config::Options { profile, io_owner } = config::options(req.options.as_ref())?;
         let init = Process::new(
             "",
             StdioPaths {
@@ -168,6 +168,7 @@ impl Shim {
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
+                owner: io_owner,
             },
         );
         let stdio = self.open_stdio(&req.id, &init).await?;
@@ -348,9 +349,13 @@ impl Shim {
             .as_ref()
             .map(|any| any.value.as_slice())
             .unwrap_or_default();
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(spec_json).map_err(|e| {
-            Error::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
-        })?;
+        let mut spec: oci_spec::runtime::Process =
+            serde_json::from_slice(spec_json).map_err(|e| {
+                Error::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+            })?;
+        // The request's `terminal` is the truth, as with runc's shim: the shim opens
+        // the streams by it, so the process must get (or not get) a pty to match.
+        spec.set_terminal(Some(req.terminal));
         if spec.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidArgument(format!(
                 "exec {}: process.args is empty",
@@ -371,6 +376,8 @@ impl Shim {
                     stdout: req.stdout.clone(),
                     stderr: req.stderr.clone(),
                     terminal: req.terminal,
+                    // runc's shim gives an exec the init's pipe owner too.
+                    owner: task.init.stdio.owner,
                 },
             ),
             spec,
@@ -458,8 +465,7 @@ impl Shim {
                     )));
                 }
                 lock(&task.execs).remove(&p.exec_id);
-                p.close_stdin();
-                p.drop_outputs();
+                p.close_streams();
                 let exit = p.exit().unwrap_or(Exit {
                     status: 0,
                     at: SystemTime::now(),
@@ -523,11 +529,9 @@ impl Shim {
             monitor.close();
         }
         for (_, exec) in lock(&task.execs).drain() {
-            exec.process.close_stdin();
-            exec.process.drop_outputs();
+            exec.process.close_streams();
         }
-        task.init.close_stdin();
-        task.init.drop_outputs();
+        task.init.close_streams();
         Ok(task.init.exit().unwrap_or(Exit {
             status: 0,
             at: SystemTime::now(),

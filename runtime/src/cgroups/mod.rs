@@ -143,6 +143,39 @@ pub fn write_file(path: &Path, value: &str) -> Result<()> {
         .map_err(|e| Error::io("write", format!("{} ({value})", path.display()), e))
 }
 
+/// Moves `pid` into the existing cgroup `path` (absolute from each hierarchy's
+/// root, as containerd's `ShimCgroup`): on pure v2 its `cgroup.procs`; on v1 and
+/// hybrid hosts every mounted v1 hierarchy where that cgroup exists, as
+/// containerd's runc shim does. Nothing is created; `..` is refused.
+pub fn move_to(path: &str, pid: i32) -> Result<()> {
+    let field = "ShimCgroup";
+    if path.split('/').any(|c| c == "..") {
+        return Err(Error::spec(field, format!("{path:?} contains \"..\"")));
+    }
+    let rel = path.trim_start_matches('/');
+    let roots: Vec<PathBuf> = if is_v2() {
+        vec![PathBuf::from(ROOT)]
+    } else {
+        v1_hierarchies().into_iter().map(|h| h.mount).collect()
+    };
+    let mut joined = 0;
+    for root in roots {
+        let dir = root.join(rel);
+        if !dir.is_dir() {
+            continue;
+        }
+        write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+        joined += 1;
+    }
+    if joined == 0 {
+        return Err(Error::spec(
+            field,
+            format!("cgroup {path:?} does not exist in any mounted hierarchy"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Capability names by number (`CAP_` prefix stripped), as in linux/capability.h.
-const NAMES: &[&str] = &[
+pub(crate) const NAMES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",

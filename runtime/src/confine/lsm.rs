@@ -40,7 +40,7 @@ impl Host<'static> {
 }
 
 impl Host<'_> {
-    fn apparmor_enabled(&self) -> bool {
+    pub fn apparmor_enabled(&self) -> bool {
         std::fs::read_to_string(self.sys.join("module/apparmor/parameters/enabled"))
             .is_ok_and(|s| s.trim_start().starts_with('Y'))
     }

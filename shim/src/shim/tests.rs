@@ -619,3 +619,140 @@ async fn update_and_stats_reach_the_runtime() {
         .expect("stats");
     assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
 }
+
+impl Harness {
+    /// An exec of `sh` with the request's `terminal` and the spec's `terminal`, and
+    /// `stdin` as the stdin FIFO ("" for none).
+    async fn exec_with(&self, exec_id: &str, req_tty: bool, spec_tty: bool, stdin: &str) {
+        let spec = format!(
+            r#"{{"args":["sh"],"cwd":"/","terminal":{spec_tty},"user":{{"uid":0,"gid":0}}}}"#
+        );
+        self.shim
+            .exec(ExecProcessRequest {
+                id: C1.to_string(),
+                exec_id: exec_id.to_string(),
+                terminal: req_tty,
+                stdin: stdin.to_string(),
+                spec: MessageField::some(Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                    value: spec.into_bytes(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("exec");
+    }
+}
+
+#[tokio::test]
+async fn exec_terminal_is_taken_from_the_request_not_the_spec() {
+    let h = harness();
+    h.running(C1).await;
+    h.exec_with("tty", true, false, "").await;
+    h.start(C1, "tty").await.expect("start tty exec");
+    h.exec_with("plain", false, true, "").await;
+    h.start(C1, "plain").await.expect("start plain exec");
+    let execs: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("exec "))
+        .collect();
+    assert_eq!(execs, ["exec c1 sh (tty)", "exec c1 sh"]);
+}
+
+/// A FIFO in a fresh temporary directory (removed by the caller).
+fn fifo(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tent-shim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("stdin");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    path
+}
+
+/// Writes one byte without blocking; the error kind if it failed.
+fn write_byte(w: &mut std::fs::File) -> std::result::Result<(), std::io::ErrorKind> {
+    use std::io::Write;
+    w.write_all(b"x").map_err(|e| e.kind())
+}
+
+#[tokio::test]
+async fn exec_stdin_stays_open_after_the_exit_until_delete() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let h = harness();
+    h.running(C1).await;
+    let path = fifo("stdin-after-exit");
+    h.exec_with("e1", false, false, &path.to_string_lossy())
+        .await;
+    // The shim holds the read end from Exec on, so a non-blocking writer opens.
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .expect("open the stdin FIFO for writing");
+    // The fake drops the workload's end of stdin at once: it is as gone as an exited
+    // process's.
+    let pid = h.start(C1, "e1").await.expect("start");
+    h.shim.on_exit(pid, 0);
+    assert_eq!(h.wait(C1, "e1").await, 0);
+    for _ in 0..3 {
+        assert_eq!(write_byte(&mut writer), Ok(()), "stdin broke before Delete");
+        // Let the shim's copy read the byte and find nobody to give it to.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.delete(C1, "e1").await.expect("delete");
+    // Delete lets go of the FIFO: the writer now sees that nobody reads.
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        match write_byte(&mut writer) {
+            Err(std::io::ErrorKind::BrokenPipe) => break,
+            other if tokio::time::Instant::now() > deadline => {
+                panic!("stdin FIFO still read after Delete: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}
+
+#[tokio::test]
+async fn close_io_still_ends_stdin_before_the_exit() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let h = harness();
+    h.running(C1).await;
+    let path = fifo("stdin-closeio");
+    h.exec_with("e1", false, false, &path.to_string_lossy())
+        .await;
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .expect("open the stdin FIFO for writing");
+    h.start(C1, "e1").await.expect("start");
+    h.shim
+        .close_io(CloseIORequest {
+            id: C1.to_string(),
+            exec_id: "e1".to_string(),
+            stdin: true,
+            ..Default::default()
+        })
+        .await
+        .expect("close io");
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        match write_byte(&mut writer) {
+            Err(std::io::ErrorKind::BrokenPipe) => break,
+            other if tokio::time::Instant::now() > deadline => {
+                panic!("stdin FIFO still read after CloseIO: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}

@@ -215,6 +215,16 @@ fn action_ret(action: Action, errno: Option<u32>, field: &str, errno_field: &str
     })
 }
 
+/// Whether a profile may use `action` (what `features` lists; same check as [`compile`]).
+pub(crate) fn supports_action(action: Action) -> bool {
+    action_ret(action, None, "", "").is_ok()
+}
+
+/// Whether [`compile`] can build a filter for `arch` on this host.
+pub(crate) fn supports_arch(arch: oci_spec::runtime::Arch) -> bool {
+    Abi::of(arch).is_some_and(|abi| abi.supported())
+}
+
 /// Compiles `profile` (the spec's `linux.seccomp`); errors name the field.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     let default_action = profile.default_action();
