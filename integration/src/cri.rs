@@ -10,7 +10,8 @@
 //! - [`Pod`] is a running sandbox on one runtime handler (`tent`, `tent-compat`, `runc`); it
 //!   stops and removes its containers and itself on drop. [`Pod::remove`] does the same and
 //!   then checks nothing is left ([`Cri::assert_pod_gone`]): no shim, mounts, cgroup dirs,
-//!   bundle or CRI state dirs, network namespace for the pod or any of its containers.
+//!   process in the pod's cgroups, bundle or CRI state dirs, network namespace pin, shim
+//!   socket, for the pod or any of its containers.
 //! - Images are never pulled: `hack/containerd.sh up` imports the test image into the `k8s.io`
 //!   namespace, where CRI finds `docker.io/library/tent-test:latest` (and the pod sandbox
 //!   image `docker.io/library/tent-test:pause`).
@@ -395,7 +396,7 @@ impl<'a> Cri<'a> {
         for p in ctd.shim_pids("") {
             let spec =
                 std::fs::read_to_string(format!("/proc/{p}/cwd/config.json")).unwrap_or_default();
-            if spec.contains(uid) {
+            if mentions_uid(&spec, uid) {
                 v.push(format!("shim process {p} of pod {uid}: {}", cmdline(p)));
             }
         }
@@ -406,7 +407,7 @@ impl<'a> Cri<'a> {
         for name in crate::read_dir_names(&bundles) {
             let spec = std::fs::read_to_string(bundles.join(&name).join("config.json"))
                 .unwrap_or_default();
-            if spec.contains(uid) {
+            if mentions_uid(&spec, uid) {
                 v.push(format!(
                     "bundle of pod {uid}: {}",
                     bundles.join(name).display()
@@ -421,7 +422,31 @@ impl<'a> Cri<'a> {
                 }
             }
         }
+        // Processes still in one of the pod's cgroups (in any hierarchy), e.g. a container
+        // process that outlived its container's cgroup dir being emptied.
+        for (p, cmd) in crate::processes() {
+            let cg = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+            if mentions_uid(&cg, uid) {
+                v.push(format!("process {p} in the pod's cgroup: {cmd}"));
+            }
+        }
         v
+    }
+
+    /// The unix socket path of the shim serving `id` (`<bundle>/address`), while it runs.
+    pub fn shim_socket(&self, id: &str) -> Option<PathBuf> {
+        let a = std::fs::read_to_string(
+            self.ctd
+                .state_dir()
+                .join("io.containerd.runtime.v2.task")
+                .join(CRI_NAMESPACE)
+                .join(id)
+                .join("address"),
+        )
+        .ok()?;
+        let a = a.trim();
+        let path = a.strip_prefix("unix://").unwrap_or(a);
+        (!path.is_empty()).then(|| PathBuf::from(path))
     }
 
     /// Wait (up to 10 s: shims exit asynchronously) until [`Self::pod_leftovers`] is empty,
@@ -799,6 +824,7 @@ impl<'c, 'a> Pod<'c, 'a> {
     #[track_caller]
     pub fn remove(mut self) {
         let netns = self.netns_path();
+        let socket = self.cri.shim_socket(&self.id);
         let errs = self.teardown();
         assert!(errs.is_empty(), "tearing pod {} down: {errs:#?}", self.id);
         let all: Vec<String> = self
@@ -813,6 +839,18 @@ impl<'c, 'a> Pod<'c, 'a> {
                 !ns.exists(),
                 "network namespace {} left behind",
                 ns.display()
+            );
+        }
+        if let Some(sock) = socket {
+            // The shim exits asynchronously; assert_pod_gone waited for the process.
+            let t = Instant::now();
+            while sock.exists() && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                !sock.exists(),
+                "the pod's shim socket {} left behind",
+                sock.display()
             );
         }
         let gone = self.cri.pod_sandbox_status(&self.id);
@@ -850,6 +888,19 @@ impl Drop for Pod<'_, '_> {
             remove_pod_cgroups(&self.uid());
         }
     }
+}
+
+/// Does `text` (a spec, a `/proc/<pid>/cgroup`) name pod `uid` as a whole word: its cgroup
+/// dir `pod<uid>` or a JSON string `"<uid>"`? (A plain substring test would also match the
+/// uids that extend it, `uid1231` in `uid12310`.)
+fn mentions_uid(text: &str, uid: &str) -> bool {
+    let dir = format!("pod{uid}");
+    text.match_indices(&dir).any(|(i, _)| {
+        !text[i + dir.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    }) || text.contains(&format!("\"{uid}\""))
 }
 
 /// The first 64-hex-digit word of a message (a containerd sandbox or container id).
@@ -912,4 +963,21 @@ pub fn on_each(list: &[&str], f: impl Fn(&str)) {
 #[track_caller]
 pub fn on_each_handler(f: impl Fn(&str)) {
     on_each(&handlers(), f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_uid;
+
+    #[test]
+    fn a_uid_is_matched_as_a_whole_word_only() {
+        let cg = "4:memory:/kubepods/besteffort/poduid12310/abc\n";
+        assert!(mentions_uid(cg, "uid12310"));
+        assert!(!mentions_uid(cg, "uid1231"));
+        assert!(mentions_uid("1:name=x:/kubepods/poduid7\n", "uid7"));
+        assert!(mentions_uid("kubepods-besteffort-poduid7.slice", "uid7"));
+        let spec = r#"{"io.kubernetes.cri.sandbox-uid":"uid12310"}"#;
+        assert!(mentions_uid(spec, "uid12310"));
+        assert!(!mentions_uid(spec, "uid1231"));
+    }
 }
