@@ -217,8 +217,8 @@ fn container_and_pod_stats_are_non_zero() {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let cpu = stats.cpu.clone().unwrap_or_default();
-        let mem = stats.memory.clone().unwrap_or_default();
+        let cpu = stats.cpu.unwrap_or_default();
+        let mem = stats.memory.unwrap_or_default();
         assert!(
             val(&cpu.usage_core_nano_seconds) > 0,
             "{handler}: {stats:?}"
@@ -546,10 +546,14 @@ fn share_process_namespace_shows_the_other_containers_processes() {
                     .pid = mode as i32;
                 c
             };
-            let a = pod.run_container(&with_mode("a", &["/bin/tent-testbin", "wait-term"]));
-            let b = pod.run_container(&with_mode("b", &["/bin/tent-testbin", "pause"]));
+            // Both handle SIGTERM (also as PID 1), so the teardown is quick.
+            let a = pod.run_container(&with_mode(
+                "a",
+                &["/bin/tent-testbin", "echo-server", "9999"],
+            ));
+            let b = pod.run_container(&with_mode("b", &WAIT));
             let seen = visible_cmdlines(&pod, &b);
-            let sees_a = seen.contains("tent-testbin wait-term");
+            let sees_a = seen.contains("tent-testbin echo-server");
             assert_eq!(
                 sees_a, shared,
                 "{handler}: shareProcessNamespace={shared}: container b sees {seen:?}"

@@ -243,6 +243,11 @@ fn attach_with_and_without_a_tty() {
             s.close();
         }
         pod.wait_state(&pipes, ContainerState::ContainerRunning, Duration::ZERO);
+        // Both shells are PID 1 without a SIGTERM handler: a short grace period, not 10 s.
+        for id in [&tty, &pipes] {
+            pod.remove_container(id, 1)
+                .unwrap_or_else(|e| panic!("{handler}: remove {id}: {e}"));
+        }
         pod.remove();
     });
 }
