@@ -567,12 +567,12 @@ fn share_process_namespace_shows_the_other_containers_processes() {
                 );
                 let seen_a = visible_cmdlines(&pod, &a);
                 assert!(
-                    seen_a.contains("tent-testbin pause"),
+                    seen_a.contains("tent-testbin wait-term"),
                     "{handler}: {seen_a:?}"
                 );
             } else {
                 assert!(
-                    pid1.contains("tent-testbin pause"),
+                    pid1.contains("tent-testbin wait-term"),
                     "{handler}: pid 1 is {pid1:?}"
                 );
             }
