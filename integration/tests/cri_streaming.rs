@@ -54,6 +54,64 @@ fn broken_stream_lines(ctd: &Containerd, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// Lines of output each tty exec prints.
+const LINES: usize = 100;
+
+/// 50 tty execs in a row in container `id`, each typed into while it prints and after it
+/// exits; panics at the first one whose output or status is incomplete.
+fn tty_execs(cri: &Cri, id: &str, handler: &str, seq: usize) {
+    for i in 0..50 {
+        let tag = format!("{seq}-{i}");
+        // Output of a few KiB, then exit at once. The terminal does not echo (so typed bytes
+        // cannot land inside a line of output).
+        let script = format!(
+            "stty -echo; echo begin-{tag}; n=0; while [ $n -lt {LINES} ]; do echo line-{tag}-$n; n=$((n+1)); done; echo end-{tag}"
+        );
+        let url = cri
+            .exec(exec_req(id, &["sh", "-c", &script], true, true, false))
+            .unwrap_or_else(|e| panic!("Exec #{tag}: {e}"));
+        let mut s = Stream::connect(&url, "").unwrap_or_else(|e| panic!("#{tag}: {e}"));
+        let _ = s.resize(120, 40);
+        let mut out = Outcome::default();
+        let begin = format!("begin-{tag}");
+        s.read_until(&mut out, T, |o| o.stdout_str().contains(&begin))
+            .unwrap_or_else(|e| panic!("exec #{tag}: {e}"));
+        // A user typing while the command prints and right after it exits, until the session
+        // ends: an exec's stdin closed at its exit makes these writes fail, and containerd
+        // then tears the output down unread. A send may fail once the server closed the
+        // session: what counts is that all output and the status arrived.
+        let t = std::time::Instant::now();
+        loop {
+            let _ = s.send(STDIN, b"y");
+            let closed = s
+                .read_for(&mut out, Duration::from_millis(1))
+                .unwrap_or_else(|e| panic!("exec #{tag}: {e}"));
+            if closed {
+                break;
+            }
+            assert!(
+                t.elapsed() < T,
+                "exec #{tag} on {handler}: the session did not end: {out:?}"
+            );
+        }
+        let text = out.stdout_str();
+        let missing: Vec<usize> = (0..LINES)
+            .filter(|n| !text.contains(&format!("line-{tag}-{n}\r\n")))
+            .collect();
+        assert!(
+            missing.is_empty() && text.contains(&format!("end-{tag}\r\n")),
+            "exec #{tag} on {handler}: output incomplete, lines {missing:?} missing: {text:?}\n{}",
+            cri.containerd().log_tail(20)
+        );
+        assert_eq!(
+            out.exit_code(),
+            Some(0),
+            "exec #{tag} on {handler}: status {:?}",
+            String::from_utf8_lossy(&out.error)
+        );
+    }
+}
+
 #[test]
 fn exec_with_a_tty_50_times_in_a_row_every_output_complete() {
     // A daemon of its own: its log then speaks of this test's execs only.
@@ -65,64 +123,29 @@ fn exec_with_a_tty_50_times_in_a_row_every_output_complete() {
         let mut pod = Pod::run(&cri, pod_config(ctd, "exec-tty"), handler)
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
         let id = pod.run_container(&container_config("c", &WAIT));
-        const LINES: usize = 100;
-        for i in 0..50 {
-            // Output of a few KiB, then exit at once. The terminal does not echo (so typed
-            // bytes cannot land inside a line of output).
-            let script = format!(
-                "stty -echo; echo begin-{i}; n=0; while [ $n -lt {LINES} ]; do echo line-{i}-$n; n=$((n+1)); done; echo end-{i}"
-            );
-            let url = cri
-                .exec(exec_req(&id, &["sh", "-c", &script], true, true, false))
-                .unwrap_or_else(|e| panic!("Exec #{i}: {e}"));
-            let mut s = Stream::connect(&url, "").unwrap_or_else(|e| panic!("#{i}: {e}"));
-            let _ = s.resize(120, 40);
-            let mut out = Outcome::default();
-            let begin = format!("begin-{i}");
-            s.read_until(&mut out, T, |o| o.stdout_str().contains(&begin))
-                .unwrap_or_else(|e| panic!("exec #{i}: {e}"));
-            // A user typing while the command prints and right after it exits, until the
-            // session ends: an exec's stdin closed at its exit makes these writes fail, and
-            // containerd then tears the output down unread. A send may fail once the server
-            // closed the session: what counts is that all output and the status arrived.
-            let t = std::time::Instant::now();
-            loop {
-                let _ = s.send(STDIN, b"y");
-                let closed = s
-                    .read_for(&mut out, Duration::from_millis(1))
-                    .unwrap_or_else(|e| panic!("exec #{i}: {e}"));
-                if closed {
-                    break;
-                }
-                assert!(
-                    t.elapsed() < T,
-                    "exec #{i} on {handler}: the session did not end: {out:?}"
-                );
-            }
-            let text = out.stdout_str();
-            let missing: Vec<usize> = (0..LINES)
-                .filter(|n| !text.contains(&format!("line-{i}-{n}\r\n")))
+        // Two users, each running 50 execs in a row, at the same time (two chances per
+        // moment to hit the race; each sequence on its own CRI connection).
+        std::thread::scope(|sc| {
+            let runs: Vec<_> = (0..2)
+                .map(|seq| {
+                    let id = &id;
+                    sc.spawn(move || tty_execs(&Cri::connect(ctd), id, handler, seq))
+                })
                 .collect();
-            assert!(
-                missing.is_empty() && text.contains(&format!("end-{i}\r\n")),
-                "exec #{i} on {handler}: output incomplete, lines {missing:?} missing: {text:?}\n{}",
-                ctd.log_tail(20)
-            );
-            assert_eq!(
-                out.exit_code(),
-                Some(0),
-                "exec #{i} on {handler}: status {:?}",
-                String::from_utf8_lossy(&out.error)
-            );
-        }
+            for r in runs {
+                if let Err(e) = r.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
         let broken = broken_stream_lines(ctd, log_from);
         assert!(
             broken.is_empty(),
-            "{handler}: containerd could not deliver typed input to {} of 50 execs and tore their streams down (the exec's stdin FIFO was closed while its session was open):\n{}",
+            "{handler}: containerd could not deliver typed input to {} of 2x50 execs and tore their streams down (the exec's stdin FIFO was closed while its session was open):\n{}",
             broken.iter().filter(|l| l.contains(STDIN_BROKEN[0])).count(),
             broken.join("\n")
         );
-        // The container is unharmed by 50 execs.
+        // The container is unharmed by the execs.
         pod.wait_state(&id, ContainerState::ContainerRunning, Duration::ZERO);
         pod.remove();
     });
