@@ -93,11 +93,9 @@ fn volume(host: &Path, container: &str, p: api::MountPropagation) -> api::Mount 
     }
 }
 
-#[test]
-fn bidirectional_and_host_to_container_propagation() {
-    let ctd = Containerd::shared();
-    let cri = Cri::connect(ctd);
-    let list: Vec<&str> = handlers()
+/// `tent` and `tent-compat` (the profile that lets a container mount), and `runc`.
+fn mount_handlers() -> Vec<&'static str> {
+    handlers()
         .into_iter()
         .flat_map(|h| {
             if h == TENT {
@@ -106,83 +104,110 @@ fn bidirectional_and_host_to_container_propagation() {
                 vec![h]
             }
         })
-        .collect();
-    on_each(&list, |handler| {
-        let dir = SharedDir::new(ctd);
-        let (bidir, h2c) = (dir.0.join("bidir"), dir.0.join("h2c"));
-        for d in [&bidir, &h2c] {
-            std::fs::create_dir_all(d).expect("mkdir volume");
-        }
-        let mut pod = Pod::run(&cri, pod_config(ctd, "propagation"), handler)
-            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-        let mut c = container_config("c", &WAIT);
-        c.mounts = vec![
-            volume(
-                &bidir,
-                "/bidir",
-                api::MountPropagation::PropagationBidirectional,
-            ),
-            volume(
-                &h2c,
-                "/h2c",
-                api::MountPropagation::PropagationHostToContainer,
-            ),
-        ];
-        let in_container_mounts = handler != TENT;
-        if in_container_mounts {
-            security_context(&mut c).capabilities = Some(Capability {
-                add_capabilities: vec!["SYS_ADMIN".to_string()],
-                ..Default::default()
-            });
-        }
-        let id = pod.run_container(&c);
-        let spec = pod.runtime_spec(&id);
-        assert_eq!(
-            spec["linux"]["rootfsPropagation"], "rshared",
-            "{handler}: containerd asks for an rshared root with a Bidirectional volume"
-        );
+        .collect()
+}
 
-        // Host → container, on both volumes.
-        for (host, inside) in [(&bidir, "/bidir"), (&h2c, "/h2c")] {
-            let m = host.join("from-host");
-            std::fs::create_dir_all(&m).expect("mkdir");
-            mount("tmpfs", &m, Some("tmpfs"), 0);
-            std::fs::write(m.join("marker"), "host").expect("marker");
-            let got = pod.exec(&id, &["cat", &format!("{inside}/from-host/marker")]);
-            assert_eq!(
-                String::from_utf8_lossy(&got.stdout),
-                "host",
-                "{handler}: the host's mount under {} did not reach {inside}: {got:?}",
-                host.display()
+/// One pod with a HostToContainer volume, and a Bidirectional one when `bidirectional`:
+/// the host's new mounts reach both, the container's reach the host through the
+/// Bidirectional volume only (checked where the profile allows mounting).
+fn propagation(ctd: &Containerd, cri: &Cri, handler: &str, bidirectional: bool) {
+    let dir = SharedDir::new(ctd);
+    let (bidir, h2c) = (dir.0.join("bidir"), dir.0.join("h2c"));
+    for d in [&bidir, &h2c] {
+        std::fs::create_dir_all(d).expect("mkdir volume");
+    }
+    let mut pod = Pod::run(cri, pod_config(ctd, "propagation"), handler)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
+    let mut c = container_config("c", &WAIT);
+    let mut volumes = vec![(h2c.clone(), "/h2c")];
+    c.mounts = vec![volume(
+        &h2c,
+        "/h2c",
+        api::MountPropagation::PropagationHostToContainer,
+    )];
+    if bidirectional {
+        volumes.push((bidir.clone(), "/bidir"));
+        c.mounts.push(volume(
+            &bidir,
+            "/bidir",
+            api::MountPropagation::PropagationBidirectional,
+        ));
+    }
+    let in_container_mounts = handler != TENT;
+    if in_container_mounts {
+        security_context(&mut c).capabilities = Some(Capability {
+            add_capabilities: vec!["SYS_ADMIN".to_string()],
+            ..Default::default()
+        });
+    }
+    let id = pod.run_container(&c);
+    let spec = pod.runtime_spec(&id);
+    let want = if bidirectional { "rshared" } else { "rslave" };
+    assert_eq!(
+        spec["linux"]["rootfsPropagation"], want,
+        "{handler}: the root's propagation containerd asks for"
+    );
+
+    // Host → container, on every volume.
+    for (host, inside) in &volumes {
+        let m = host.join("from-host");
+        std::fs::create_dir_all(&m).expect("mkdir");
+        mount("tmpfs", &m, Some("tmpfs"), 0);
+        std::fs::write(m.join("marker"), "host").expect("marker");
+        let got = pod.exec(&id, &["cat", &format!("{inside}/from-host/marker")]);
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            "host",
+            "{handler}: the host's mount under {} did not reach {inside}: {got:?}",
+            host.display()
+        );
+    }
+
+    if in_container_mounts {
+        // Container → host: only through the Bidirectional volume.
+        for (_, inside) in &volumes {
+            pod.exec_ok(
+                &id,
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "mkdir -p {inside}/from-ctr && mount -t tmpfs tmpfs {inside}/from-ctr && echo ctr > {inside}/from-ctr/marker"
+                    ),
+                ],
             );
         }
-
-        if in_container_mounts {
-            // Container → host: only through the Bidirectional volume.
-            for inside in ["/bidir", "/h2c"] {
-                pod.exec_ok(
-                    &id,
-                    &[
-                        "sh",
-                        "-c",
-                        &format!(
-                            "mkdir -p {inside}/from-ctr && mount -t tmpfs tmpfs {inside}/from-ctr && echo ctr > {inside}/from-ctr/marker"
-                        ),
-                    ],
-                );
-            }
+        if bidirectional {
             let seen = std::fs::read_to_string(bidir.join("from-ctr/marker")).unwrap_or_default();
             assert_eq!(
                 seen, "ctr\n",
                 "{handler}: the container's mount under /bidir is not on the host"
             );
-            let leaked = h2c.join("from-ctr/marker").exists();
-            assert!(
-                !leaked,
-                "{handler}: the container's mount under /h2c reached the host"
-            );
         }
-        pod.remove();
-        drop(dir);
+        let leaked = h2c.join("from-ctr/marker").exists();
+        assert!(
+            !leaked,
+            "{handler}: the container's mount under /h2c reached the host"
+        );
+    }
+    pod.remove();
+    drop(dir);
+}
+
+#[test]
+fn host_to_container_propagation() {
+    let ctd = Containerd::shared();
+    let cri = Cri::connect(ctd);
+    on_each(&mount_handlers(), |handler| {
+        propagation(ctd, &cri, handler, false)
+    });
+}
+
+#[test]
+fn bidirectional_propagation() {
+    let ctd = Containerd::shared();
+    let cri = Cri::connect(ctd);
+    on_each(&mount_handlers(), |handler| {
+        propagation(ctd, &cri, handler, true)
     });
 }
