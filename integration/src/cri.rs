@@ -10,7 +10,8 @@
 //! - [`Pod`] is a running sandbox on one runtime handler (`tent`, `tent-compat`, `runc`); it
 //!   stops and removes its containers and itself on drop. [`Pod::remove`] does the same and
 //!   then checks nothing is left ([`Cri::assert_pod_gone`]): no shim, mounts, cgroup dirs,
-//!   bundle or CRI state dirs, network namespace for the pod or any of its containers.
+//!   process in the pod's cgroups, bundle or CRI state dirs, network namespace pin, shim
+//!   socket, for the pod or any of its containers.
 //! - Images are never pulled: `hack/containerd.sh up` imports the test image into the `k8s.io`
 //!   namespace, where CRI finds `docker.io/library/tent-test:latest` (and the pod sandbox
 //!   image `docker.io/library/tent-test:pause`).
@@ -271,6 +272,92 @@ impl<'a> Cri<'a> {
         self.call(|mut c| async move { c.exec_sync(req).await })
     }
 
+    /// Exec (streaming): the URL on containerd's streaming server ([`crate::stream`]).
+    pub fn exec(&self, req: api::ExecRequest) -> Result<String, tonic::Status> {
+        self.call(|mut c| async move { c.exec(req).await })
+            .map(|r| r.url)
+    }
+
+    /// Attach (streaming): the URL on containerd's streaming server.
+    pub fn attach(&self, req: api::AttachRequest) -> Result<String, tonic::Status> {
+        self.call(|mut c| async move { c.attach(req).await })
+            .map(|r| r.url)
+    }
+
+    /// PortForward to `ports` of a sandbox: the URL on containerd's streaming server.
+    pub fn port_forward(&self, pod_id: &str, ports: &[i32]) -> Result<String, tonic::Status> {
+        let req = api::PortForwardRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            port: ports.to_vec(),
+        };
+        self.call(|mut c| async move { c.port_forward(req).await })
+            .map(|r| r.url)
+    }
+
+    /// ReopenContainerLog (kubelet's log rotation: after renaming the file).
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), tonic::Status> {
+        let req = api::ReopenContainerLogRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.reopen_container_log(req).await })
+            .map(|_| ())
+    }
+
+    pub fn container_stats(&self, id: &str) -> Result<api::ContainerStats, tonic::Status> {
+        let req = api::ContainerStatsRequest {
+            container_id: id.to_string(),
+        };
+        self.call(|mut c| async move { c.container_stats(req).await })
+            .and_then(|r| {
+                r.stats
+                    .ok_or_else(|| tonic::Status::not_found("ContainerStats: no stats"))
+            })
+    }
+
+    /// ListContainerStats of one sandbox's containers.
+    pub fn list_container_stats(
+        &self,
+        pod_id: &str,
+    ) -> Result<Vec<api::ContainerStats>, tonic::Status> {
+        let req = api::ListContainerStatsRequest {
+            filter: Some(api::ContainerStatsFilter {
+                pod_sandbox_id: pod_id.to_string(),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_container_stats(req).await })
+            .map(|r| r.stats)
+    }
+
+    /// ListPodSandboxStats of one sandbox.
+    pub fn list_pod_sandbox_stats(
+        &self,
+        pod_id: &str,
+    ) -> Result<Vec<api::PodSandboxStats>, tonic::Status> {
+        let req = api::ListPodSandboxStatsRequest {
+            filter: Some(api::PodSandboxStatsFilter {
+                id: pod_id.to_string(),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_pod_sandbox_stats(req).await })
+            .map(|r| r.stats)
+    }
+
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        linux: api::LinuxContainerResources,
+    ) -> Result<(), tonic::Status> {
+        let req = api::UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(linux),
+            ..Default::default()
+        };
+        self.call(|mut c| async move { c.update_container_resources(req).await })
+            .map(|_| ())
+    }
+
     /// Everything a removed pod (sandbox `pod_id`, containers `ids`, kubelet's pod `uid`)
     /// could leave behind.
     pub fn pod_leftovers(&self, pod_id: Option<&str>, ids: &[String], uid: &str) -> Vec<String> {
@@ -309,7 +396,7 @@ impl<'a> Cri<'a> {
         for p in ctd.shim_pids("") {
             let spec =
                 std::fs::read_to_string(format!("/proc/{p}/cwd/config.json")).unwrap_or_default();
-            if spec.contains(uid) {
+            if mentions_uid(&spec, uid) {
                 v.push(format!("shim process {p} of pod {uid}: {}", cmdline(p)));
             }
         }
@@ -320,7 +407,7 @@ impl<'a> Cri<'a> {
         for name in crate::read_dir_names(&bundles) {
             let spec = std::fs::read_to_string(bundles.join(&name).join("config.json"))
                 .unwrap_or_default();
-            if spec.contains(uid) {
+            if mentions_uid(&spec, uid) {
                 v.push(format!(
                     "bundle of pod {uid}: {}",
                     bundles.join(name).display()
@@ -335,7 +422,31 @@ impl<'a> Cri<'a> {
                 }
             }
         }
+        // Processes still in one of the pod's cgroups (in any hierarchy), e.g. a container
+        // process that outlived its container's cgroup dir being emptied.
+        for (p, cmd) in crate::processes() {
+            let cg = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+            if mentions_uid(&cg, uid) {
+                v.push(format!("process {p} in the pod's cgroup: {cmd}"));
+            }
+        }
         v
+    }
+
+    /// The unix socket path of the shim serving `id` (`<bundle>/address`), while it runs.
+    pub fn shim_socket(&self, id: &str) -> Option<PathBuf> {
+        let a = std::fs::read_to_string(
+            self.ctd
+                .state_dir()
+                .join("io.containerd.runtime.v2.task")
+                .join(CRI_NAMESPACE)
+                .join(id)
+                .join("address"),
+        )
+        .ok()?;
+        let a = a.trim();
+        let path = a.strip_prefix("unix://").unwrap_or(a);
+        (!path.is_empty()).then(|| PathBuf::from(path))
     }
 
     /// Wait (up to 10 s: shims exit asynchronously) until [`Self::pod_leftovers`] is empty,
@@ -510,6 +621,8 @@ pub struct Pod<'c, 'a> {
     pub config: PodSandboxConfig,
     pub handler: String,
     containers: Vec<String>,
+    /// Containers removed before the pod (still checked for leftovers).
+    removed_containers: Vec<String>,
     removed: bool,
 }
 
@@ -527,6 +640,7 @@ impl<'c, 'a> Pod<'c, 'a> {
                 config,
                 handler: handler.to_string(),
                 containers: Vec::new(),
+                removed_containers: Vec::new(),
                 removed: false,
             }),
             Err(e) => {
@@ -634,6 +748,27 @@ impl<'c, 'a> Pod<'c, 'a> {
         info["runtimeSpec"].clone()
     }
 
+    /// The host pid of a container's init (ContainerStatus verbose info `pid`).
+    #[track_caller]
+    pub fn pid(&self, id: &str) -> i32 {
+        let r = self
+            .cri
+            .container_status(id)
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"));
+        let info: serde_json::Value =
+            serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .expect("ContainerStatus info json");
+        info["pid"]
+            .as_i64()
+            .filter(|p| *p > 0)
+            .unwrap_or_else(|| panic!("no pid for {id} in {info}")) as i32
+    }
+
+    /// The CRI client this pod was created with.
+    pub fn cri(&self) -> &'c Cri<'a> {
+        self.cri
+    }
+
     /// The sandbox's network namespace path (PodSandboxStatus verbose info), if any.
     pub fn netns_path(&self) -> Option<PathBuf> {
         let r = self.cri.pod_sandbox_status(&self.id).ok()?;
@@ -648,6 +783,37 @@ impl<'c, 'a> Pod<'c, 'a> {
             .map(PathBuf::from)
     }
 
+    /// Shim processes of this daemon serving this pod: those whose cmdline names the sandbox
+    /// or one of its containers (`-id <id>`), or whose bundle (cwd) is one of theirs.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let ctd = self.cri.ctd;
+        let bundles = ctd
+            .state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(CRI_NAMESPACE);
+        let ids: Vec<&str> = std::iter::once(self.id.as_str())
+            .chain(self.containers.iter().map(String::as_str))
+            .collect();
+        ctd.shim_pids("")
+            .into_iter()
+            .filter(|p| {
+                let named = ids.iter().any(|id| ctd.shim_pids_for(id).contains(p));
+                let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).unwrap_or_default();
+                named || ids.iter().any(|id| cwd == bundles.join(id))
+            })
+            .collect()
+    }
+
+    /// StopContainer + RemoveContainer of one container now (a restart, a failed one); its
+    /// leftovers are still checked when the pod is removed.
+    pub fn remove_container(&mut self, id: &str, timeout_s: i64) -> Result<(), tonic::Status> {
+        self.cri.stop_container(id, timeout_s)?;
+        self.cri.remove_container(id)?;
+        self.containers.retain(|c| c != id);
+        self.removed_containers.push(id.to_string());
+        Ok(())
+    }
+
     /// Containers of this pod created so far.
     pub fn containers(&self) -> &[String] {
         &self.containers
@@ -658,15 +824,33 @@ impl<'c, 'a> Pod<'c, 'a> {
     #[track_caller]
     pub fn remove(mut self) {
         let netns = self.netns_path();
+        let socket = self.cri.shim_socket(&self.id);
         let errs = self.teardown();
         assert!(errs.is_empty(), "tearing pod {} down: {errs:#?}", self.id);
-        self.cri
-            .assert_pod_gone(Some(&self.id), &self.containers, &self.uid());
+        let all: Vec<String> = self
+            .containers
+            .iter()
+            .chain(&self.removed_containers)
+            .cloned()
+            .collect();
+        self.cri.assert_pod_gone(Some(&self.id), &all, &self.uid());
         if let Some(ns) = netns {
             assert!(
                 !ns.exists(),
                 "network namespace {} left behind",
                 ns.display()
+            );
+        }
+        if let Some(sock) = socket {
+            // The shim exits asynchronously; assert_pod_gone waited for the process.
+            let t = Instant::now();
+            while sock.exists() && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                !sock.exists(),
+                "the pod's shim socket {} left behind",
+                sock.display()
             );
         }
         let gone = self.cri.pod_sandbox_status(&self.id);
@@ -706,6 +890,19 @@ impl Drop for Pod<'_, '_> {
     }
 }
 
+/// Does `text` (a spec, a `/proc/<pid>/cgroup`) name pod `uid` as a whole word: its cgroup
+/// dir `pod<uid>` or a JSON string `"<uid>"`? (A plain substring test would also match the
+/// uids that extend it, `uid1231` in `uid12310`.)
+fn mentions_uid(text: &str, uid: &str) -> bool {
+    let dir = format!("pod{uid}");
+    text.match_indices(&dir).any(|(i, _)| {
+        !text[i + dir.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    }) || text.contains(&format!("\"{uid}\""))
+}
+
 /// The first 64-hex-digit word of a message (a containerd sandbox or container id).
 fn sandbox_id_in(msg: &str) -> Option<String> {
     msg.split(|c: char| !c.is_ascii_hexdigit())
@@ -718,4 +915,69 @@ fn uid_of(c: &PodSandboxConfig) -> String {
         .as_ref()
         .map(|m| m.uid.clone())
         .unwrap_or_default()
+}
+
+/// The handlers a pod test runs on, in one run: `tent`, and `runc` as the reference that
+/// validates the test itself (only `runc` when the runtime under test is runc,
+/// `TENT_TEST_RUNTIME=io.containerd.runc.v2`).
+pub fn handlers() -> Vec<&'static str> {
+    if crate::is_runc() {
+        vec![RUNC]
+    } else {
+        vec![TENT, RUNC]
+    }
+}
+
+/// Run `f` once per handler in `list`, each to its end even if another failed, then panic
+/// naming every handler that failed (so a tent failure never hides runc's verdict, or the
+/// other way round). Pods are removed by their guards as the panic unwinds.
+#[track_caller]
+pub fn on_each(list: &[&str], f: impl Fn(&str)) {
+    let mut failed = Vec::new();
+    for h in list {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(h)));
+        match r {
+            Ok(()) => eprintln!("handler {h}: ok ({:.1?})", t.elapsed()),
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                eprintln!("handler {h}: FAILED ({:.1?})", t.elapsed());
+                failed.push(format!("handler {h}: {msg}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "failed on {} of {:?}:\n{}",
+        failed.len(),
+        list,
+        failed.join("\n---\n")
+    );
+}
+
+/// [`on_each`] over [`handlers`].
+#[track_caller]
+pub fn on_each_handler(f: impl Fn(&str)) {
+    on_each(&handlers(), f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_uid;
+
+    #[test]
+    fn a_uid_is_matched_as_a_whole_word_only() {
+        let cg = "4:memory:/kubepods/besteffort/poduid12310/abc\n";
+        assert!(mentions_uid(cg, "uid12310"));
+        assert!(!mentions_uid(cg, "uid1231"));
+        assert!(mentions_uid("1:name=x:/kubepods/poduid7\n", "uid7"));
+        assert!(mentions_uid("kubepods-besteffort-poduid7.slice", "uid7"));
+        let spec = r#"{"io.kubernetes.cri.sandbox-uid":"uid12310"}"#;
+        assert!(mentions_uid(spec, "uid12310"));
+        assert!(!mentions_uid(spec, "uid1231"));
+    }
 }

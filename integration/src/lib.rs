@@ -19,6 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod cri;
+pub mod stream;
 
 pub use serde_json::{json, Value};
 

@@ -13,6 +13,11 @@
 //!   `Hostname:`, `Pid:` and /proc/self/limits
 //! - `exit N`               exit with code N
 //! - `pause`                print `ready` and wait for any signal without a handler
+//! - `ignore-term`          ignore SIGTERM (SIG_IGN, also when not PID 1), print `ready`, wait
+//! - `echo-server PORT`     listen on 127.0.0.1:PORT, print `listening`, echo every
+//!   connection's bytes back as they arrive (one thread per connection); exit 0 on SIGTERM
+//! - `connect ADDR MSG`     connect to ADDR (`host:port`), send MSG, shut down the write half,
+//!   print what comes back until EOF
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -177,6 +182,86 @@ fn syscalls() {
     }
 }
 
+fn ignore_term() -> ! {
+    // SAFETY: setting a signal's disposition to SIG_IGN.
+    if unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) } == libc::SIG_ERR {
+        eprintln!("signal: {}", std::io::Error::last_os_error());
+        std::process::exit(2);
+    }
+    say("ready");
+    loop {
+        // SAFETY: as above.
+        unsafe { libc::pause() };
+    }
+}
+
+/// A TCP echo server for the pod-network and PortForward tests. A SIGTERM handler is
+/// installed first, so the server stops on StopContainer even as a container's PID 1.
+fn echo_server(port: &str) -> ! {
+    use std::io::Read;
+    install_term_handler_exit0();
+    let l = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).unwrap_or_else(|e| {
+        eprintln!("bind 127.0.0.1:{port}: {e}");
+        std::process::exit(2);
+    });
+    say("listening");
+    for conn in l.incoming() {
+        let Ok(mut c) = conn else { continue };
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if c.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    std::process::exit(0);
+}
+
+extern "C" fn exit0(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) };
+}
+
+fn install_term_handler_exit0() {
+    // SAFETY: a plain sigaction with an async-signal-safe handler (_exit).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = exit0 as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()) != 0 {
+            eprintln!("sigaction: {}", std::io::Error::last_os_error());
+            std::process::exit(2);
+        }
+    }
+}
+
+fn connect(addr: &str, msg: &str) {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).unwrap_or_else(|e| {
+        eprintln!("connect {addr}: {e}");
+        std::process::exit(2);
+    });
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    if let Err(e) = c.write_all(msg.as_bytes()) {
+        eprintln!("write to {addr}: {e}");
+        std::process::exit(2);
+    }
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    let mut got = Vec::new();
+    if let Err(e) = c.read_to_end(&mut got) {
+        eprintln!("read from {addr}: {e}");
+        std::process::exit(2);
+    }
+    let _ = std::io::stdout().write_all(&got);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -190,6 +275,9 @@ fn main() {
         "status" => status(),
         "syscalls" => syscalls(),
         "exit" => std::process::exit(arg(2).parse().unwrap_or(1)),
+        "ignore-term" => ignore_term(),
+        "echo-server" => echo_server(arg(2)),
+        "connect" => connect(arg(2), arg(3)),
         "pause" => {
             say("ready");
             loop {
@@ -198,7 +286,7 @@ fn main() {
             }
         }
         other => {
-            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause)");
+            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause|ignore-term|echo-server PORT|connect ADDR MSG)");
             std::process::exit(2);
         }
     }
