@@ -11,6 +11,8 @@ use nix::sys::signal::Signal;
 use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
+use crate::exe::Role;
+use crate::hooks::{self, Kind};
 use crate::profile::Profile;
 use crate::state::State;
 use crate::sync::{Channel, InitConfig, Message};
@@ -34,6 +36,9 @@ pub(crate) struct Handle {
     pub(crate) confinement: Confinement,
     /// The profile the container was created under; execs are checked against it.
     pub(crate) profile: Profile,
+    /// The spec, kept only when it has poststart or poststop hooks.
+    hooks: Option<Box<oci_spec::runtime::Spec>>,
+    bundle: PathBuf,
 }
 
 /// Everything `create` made so far, undone on failure.
@@ -146,7 +151,7 @@ fn create_inner(
     };
     let stdout = clone(&req.stdio.stdout, "stdout")?;
     let stderr = clone(&req.stdio.stderr, "stderr")?;
-    let stage1 = req.init_exe.spawn(false, child_end, stdout, stderr)? as i32;
+    let stage1 = req.init_exe.spawn(Role::Init, child_end, stdout, stderr)? as i32;
     match pidfd::open(stage1) {
         Ok(fd) => undo.pidfds.push(fd),
         Err(e) => return Err(e),
@@ -174,8 +179,24 @@ fn create_inner(
     // Stage 1 (the pid) and stage 2 (ready) write to the same socket from two
     // processes, so their messages may arrive in either order: wait for both.
     let mut ready = false;
+    let mut hooks_asked = false;
     while !(ready && stage2.is_some()) {
+        if let (true, Some((pid, _))) = (hooks_asked, &stage2) {
+            hooks_asked = false;
+            for kind in [Kind::Prestart, Kind::CreateRuntime] {
+                runtime_hooks(
+                    req.init_exe,
+                    &loaded.spec,
+                    kind,
+                    req.id,
+                    Some(*pid),
+                    req.bundle,
+                )?;
+            }
+            ch.send(&Message::HooksDone(*pid), &[])?;
+        }
         match ch.recv()? {
+            Some((Message::Hooks, _)) => hooks_asked = true,
             Some((Message::Console, fds)) => {
                 console = Some(fds.into_iter().next().ok_or_else(|| {
                     Error::Protocol("console message came without the pty master".into())
@@ -232,6 +253,11 @@ fn create_inner(
         console,
         confinement: loaded.confinement.clone(),
         profile: req.profile.clone(),
+        hooks: [Kind::Poststart, Kind::Poststop]
+            .iter()
+            .any(|k| !hooks::of(&loaded.spec, *k).is_empty())
+            .then(|| Box::new(loaded.spec.clone())),
+        bundle: req.bundle.to_path_buf(),
     };
     Ok((pid, handle))
 }
@@ -244,7 +270,20 @@ impl Handle {
             .ok_or_else(|| Error::Precondition("container already started".into()))?;
         ch.send(&Message::Start, &[])?;
         match ch.recv()? {
-            None => Ok(()),
+            None => {
+                if let Some(spec) = &self.hooks {
+                    let kind = Kind::Poststart;
+                    runtime_hooks(
+                        &self.init_exe,
+                        spec,
+                        kind,
+                        &self.id,
+                        Some(self.pid),
+                        &self.bundle,
+                    )?;
+                }
+                Ok(())
+            }
             Some((Message::Error { step, cause, kind }, _)) => {
                 Err(Error::Init { step, cause, kind })
             }
@@ -286,7 +325,67 @@ impl Handle {
             keep(hostfs::unmount(m));
         }
         keep(State::remove(bundle));
+        if let Some(spec) = &self.hooks {
+            keep(runtime_hooks(
+                &self.init_exe,
+                spec,
+                Kind::Poststop,
+                &self.id,
+                None,
+                bundle,
+            ));
+        }
         first.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs the hooks of `kind` that belong in the runtime's namespaces, each in a
+/// hook runner (see `hooks.rs` for why not here); failures of poststart and
+/// poststop are only logged.
+fn runtime_hooks(
+    exe: &InitExe,
+    spec: &oci_spec::runtime::Spec,
+    kind: Kind,
+    id: &str,
+    pid: Option<i32>,
+    bundle: &Path,
+) -> Result<()> {
+    let list = hooks::of(spec, kind);
+    if list.is_empty() {
+        return Ok(());
+    }
+    let state = hooks::state(spec, id, pid, &bundle.to_string_lossy(), kind);
+    for (index, hook) in list.iter().enumerate() {
+        let job = hooks::Job {
+            kind,
+            index,
+            hook: hook.clone(),
+            state: state.clone(),
+        };
+        match in_runner(exe, job) {
+            Ok(()) => {}
+            Err(e) if kind.fatal() => return Err(e),
+            Err(e) => log::warn!("{id}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Spawns a hook runner for one hook and waits for its report.
+fn in_runner(exe: &InitExe, job: hooks::Job) -> Result<()> {
+    let what = hooks::label(job.kind, job.index, &job.hook);
+    let (ch, child_end) = Channel::pair()?;
+    exe.spawn(Role::Hook, child_end, None, None)?;
+    ch.send(&Message::Hook(Box::new(job)), &[])?;
+    match ch.recv()? {
+        Some((Message::Ready, _)) => Ok(()),
+        Some((Message::Error { cause, .. }, _)) => Err(Error::Hook(cause)),
+        Some((other, _)) => Err(Error::Protocol(format!(
+            "{what}: unexpected message from the hook runner {other:?}"
+        ))),
+        None => Err(Error::Protocol(format!(
+            "{what}: the hook runner exited without a report"
+        ))),
     }
 }
 

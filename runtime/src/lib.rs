@@ -28,6 +28,7 @@ mod cgroups;
 mod confine;
 mod error;
 mod exe;
+mod hooks;
 mod mounts;
 mod namespaces;
 mod pathsafe;

@@ -85,30 +85,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::spec("process", "is missing"))?;
     process::validate(process)?;
-    if let Some(hooks) = spec.hooks() {
-        let any = [
-            hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_runtime()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .start_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
-        ];
-        if any.contains(&true) {
-            return Err(Error::Unsupported(
-                "hooks: OCI hooks are not supported yet".into(),
-            ));
-        }
-    }
+    crate::hooks::validate(spec)?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(Error::spec(
@@ -156,6 +133,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             crate::cgroups::CgroupPath::parse(&cg.to_string_lossy(), "x")?;
         }
         crate::sysctl::validate(spec)?;
+        crate::mounts::root_propagation(spec)?;
     }
     Ok(())
 }
@@ -206,8 +184,8 @@ mod tests {
             "apparmorProfile",
         );
         check(
-            serde_json::json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
-            "hooks",
+            serde_json::json!({"hooks": {"prestart": [{"path": "bin/true"}]}}),
+            "hooks.prestart[0].path",
         );
         let spec: Spec = serde_json::from_value(base.clone()).expect("spec");
         validate(&spec).expect("plain spec is valid");
