@@ -98,6 +98,32 @@ impl Profile {
                                 .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
                     })
                 });
+            // procMount: Unmasked empties both lists too, but keeps the
+            // default capabilities and devices: name the field it came from.
+            let sys_admin = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.capabilities().as_ref())
+                .is_some_and(|c| {
+                    let sets = CapSets::from_oci(c);
+                    let any = sets.bounding | sets.effective | sets.permitted;
+                    cap_number("SYS_ADMIN").is_some_and(|n| any & (1u64 << n) != 0)
+                });
+            // procMount is a container field: a sandbox without masks is privileged.
+            let sandbox = spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("io.kubernetes.cri.container-type"))
+                .is_some_and(|t| t == "sandbox");
+            if !masked && !readonly && !all_devices && !sys_admin && !sandbox {
+                return Err(Error::spec(
+                    "securityContext.procMount",
+                    format!(
+                        "tent's profile refuses an unmasked /proc (procMount: Unmasked) \
+                         ({HINT}: allow.privileged)"
+                    ),
+                ));
+            }
             if (!masked && !readonly) || all_devices {
                 return Err(Error::spec(
                     "securityContext.privileged",
@@ -257,6 +283,21 @@ mod tests {
         let privileged = spec(|v| {
             v["linux"]["maskedPaths"] = serde_json::json!([]);
             v["linux"]["readonlyPaths"] = serde_json::json!([]);
+        });
+        assert!(err(&tent, &privileged)
+            .starts_with("securityContext.procMount: tent's profile refuses an unmasked /proc"));
+        let privileged_sandbox = spec(|v| {
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+            v["annotations"] = serde_json::json!({"io.kubernetes.cri.container-type": "sandbox"});
+        });
+        assert!(err(&tent, &privileged_sandbox)
+            .starts_with("securityContext.privileged: tent's profile refuses privileged"));
+        let privileged = spec(|v| {
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+            v["process"]["capabilities"]["bounding"] =
+                serde_json::json!(["CAP_KILL", "CAP_SYS_ADMIN"]);
         });
         assert!(err(&tent, &privileged)
             .starts_with("securityContext.privileged: tent's profile refuses privileged"));

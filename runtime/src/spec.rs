@@ -134,6 +134,31 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         crate::sysctl::validate(spec)?;
         crate::mounts::root_propagation(spec)?;
+        // Applied by nobody here: refused, never dropped.
+        for (set, field) in [
+            (linux.personality().is_some(), "linux.personality"),
+            (linux.intel_rdt().is_some(), "linux.intelRdt"),
+            (linux.memory_policy().is_some(), "linux.memoryPolicy"),
+            (
+                linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
+                "linux.timeOffsets",
+            ),
+            (
+                linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+                "linux.netDevices",
+            ),
+            (
+                linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                    || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+                "linux.uidMappings/gidMappings",
+            ),
+        ] {
+            if set {
+                return Err(Error::Unsupported(format!(
+                    "{field}: not supported by tent"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -186,6 +211,26 @@ mod tests {
         check(
             serde_json::json!({"hooks": {"prestart": [{"path": "bin/true"}]}}),
             "hooks.prestart[0].path",
+        );
+        check(
+            serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}),
+            "linux.personality: not supported by tent",
+        );
+        check(
+            serde_json::json!({"linux": {"intelRdt": {"closID": "gold"}}}),
+            "linux.intelRdt: not supported by tent",
+        );
+        check(
+            serde_json::json!({"linux": {"netDevices": {"eth1": {}}}}),
+            "linux.netDevices: not supported by tent",
+        );
+        check(
+            serde_json::json!({"process": {"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}}}),
+            "process.ioPriority: not supported by tent",
+        );
+        check(
+            serde_json::json!({"process": {"scheduler": {"policy": "SCHED_IDLE"}}}),
+            "process.scheduler: not supported by tent",
         );
         let spec: Spec = serde_json::from_value(base.clone()).expect("spec");
         validate(&spec).expect("plain spec is valid");
