@@ -117,6 +117,13 @@ fn create_inner(
         } else {
             vec![rootfs.to_path_buf()]
         },
+        poststop: hooks::of(&loaded.spec, Kind::Poststop).to_vec(),
+        poststop_state: if hooks::of(&loaded.spec, Kind::Poststop).is_empty() {
+            String::new()
+        } else {
+            let bundle = req.bundle.to_string_lossy();
+            hooks::state(&loaded.spec, req.id, None, &bundle, Kind::Poststop)
+        },
         ..State::default()
     };
     // Saved before any side effect, so a crash in between is cleaned up too.
@@ -425,6 +432,11 @@ pub(crate) fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
     }
     if let Err(e) = State::remove(bundle) {
         first.get_or_insert(e);
+    }
+    // In this process (`shim delete` has no reaper to race), after the
+    // state is gone so they never run twice; failures are logged only.
+    if let Err(e) = hooks::run_all(Kind::Poststop, &state.poststop, &state.poststop_state) {
+        log::warn!("{id}: {e}");
     }
     match first {
         Some(e) => Err(e),

@@ -15,7 +15,7 @@ use common::{default_spec, pipe, read_all, reap_zombies, wait_for, Bundle, TestF
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::wait::WaitStatus;
 use serde_json::{json, Value};
-use tent_runtime::{Allow, Container, ErrorKind, InitExe, Mode, Profile, Stdio};
+use tent_runtime::{cleanup_bundle, Allow, Container, ErrorKind, InitExe, Mode, Profile, Stdio};
 
 const NONE: Option<&str> = None;
 
@@ -449,6 +449,39 @@ fn tent_profile_refuses_hooks(exe: &InitExe) {
     b.assert_clean();
 }
 
+/// A caller that died without destroying (`shim delete` after a crash):
+/// `cleanup_bundle` still runs the poststop hooks, once.
+fn poststop_runs_at_cleanup_after_a_crash(exe: &InitExe) {
+    let b = Bundle::new("hookcrash");
+    let out = b.dir.join("hookout");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let mut spec = default_spec(&["sleep", "100"]);
+    spec["hooks"] = json!({"poststop": [recording_hook(&out.to_string_lossy(), "poststop")]});
+    b.write_config(&spec);
+    let mut c = b
+        .create(exe, &[], Stdio::default(), &hooks_allowed())
+        .expect("create");
+    c.start().expect("start");
+    let pid = c.pid();
+    std::mem::forget(c);
+    assert!(log_lines(&out).is_empty());
+    assert_eq!(cleanup_bundle(&b.dir, &b.id).expect("cleanup"), Some(pid));
+    assert!(matches!(wait_for(pid), WaitStatus::Signaled(..)));
+    assert_eq!(
+        log_lines(&out),
+        vec![format!("poststop {} v", mnt_ns("self"))]
+    );
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("poststop.json")).unwrap_or_default(),
+    )
+    .expect("state");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["id"], b.id.as_str());
+    assert_eq!(cleanup_bundle(&b.dir, &b.id).expect("second cleanup"), None);
+    assert_eq!(log_lines(&out).len(), 1, "poststop ran twice");
+    b.assert_clean();
+}
+
 /// `type: cgroup` read-only: the container sees its own cgroup (its memory
 /// limit) and cannot write it. v1: a read-only tmpfs with a read-only bind
 /// per hierarchy; v2: cgroup2 in the container's cgroup namespace.
@@ -575,6 +608,10 @@ fn main() {
             hook_timeout_kills_and_names_it,
         ),
         ("tent_profile_refuses_hooks", tent_profile_refuses_hooks),
+        (
+            "poststop_runs_at_cleanup_after_a_crash",
+            poststop_runs_at_cleanup_after_a_crash,
+        ),
         (
             "cgroup_mount_is_own_and_read_only",
             cgroup_mount_is_own_and_read_only,
