@@ -96,12 +96,20 @@ fn hooks_run_once_at_their_moments() {
         theirs, me,
         "createContainer runs in the container's mount namespace"
     );
-    assert_eq!(field(3, "startContainer"), theirs);
-    let mut middle = vec![log[4].clone(), log[5].clone()];
+    // The OCI spec puts poststart after the process was executed; runc 1.1 runs it
+    // while its init is still in the startContainer hooks, tent strictly after.
+    let mut middle = log[3..6].to_vec();
+    if !is_runc() {
+        assert_eq!(field(3, "startContainer"), theirs);
+    }
     middle.sort();
     assert_eq!(
         middle,
-        vec![format!("poststart {me}"), format!("workload {theirs}")]
+        vec![
+            format!("poststart {me}"),
+            format!("startContainer {theirs}"),
+            format!("workload {theirs}")
+        ]
     );
     assert_eq!(field(6, "poststop"), me, "poststop runs at delete, last");
     let mut pid = None;
@@ -117,7 +125,10 @@ fn hooks_run_once_at_their_moments() {
         let state: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind}: {text:?}: {e}"));
         assert_eq!(state["id"], id.as_str(), "{kind}");
-        assert_eq!(state["status"], status, "{kind}");
+        // runc 1.1 reports poststart while its init has not exec'd yet: "created".
+        if !(is_runc() && kind == "poststart" && state["status"] == "created") {
+            assert_eq!(state["status"], status, "{kind}");
+        }
         assert_eq!(state["annotations"]["tent.test/hook"], "yes", "{kind}");
         assert_eq!(
             PathBuf::from(state["bundle"].as_str().unwrap_or_default()),
