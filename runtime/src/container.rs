@@ -191,7 +191,7 @@ fn create_inner(
         if let (true, Some((pid, _))) = (hooks_asked, &stage2) {
             hooks_asked = false;
             for kind in [Kind::Prestart, Kind::CreateRuntime] {
-                runtime_hooks(
+                hooks::in_runtime_ns(
                     req.init_exe,
                     &loaded.spec,
                     kind,
@@ -280,7 +280,7 @@ impl Handle {
             None => {
                 if let Some(spec) = &self.hooks {
                     let kind = Kind::Poststart;
-                    runtime_hooks(
+                    hooks::in_runtime_ns(
                         &self.init_exe,
                         spec,
                         kind,
@@ -333,7 +333,7 @@ impl Handle {
         }
         keep(State::remove(bundle));
         if let Some(spec) = &self.hooks {
-            keep(runtime_hooks(
+            keep(hooks::in_runtime_ns(
                 &self.init_exe,
                 spec,
                 Kind::Poststop,
@@ -343,56 +343,6 @@ impl Handle {
             ));
         }
         first.map_or(Ok(()), Err)
-    }
-}
-
-/// Runs the hooks of `kind` that belong in the runtime's namespaces, each in a
-/// hook runner (see `hooks.rs` for why not here); failures of poststart and
-/// poststop are only logged.
-fn runtime_hooks(
-    exe: &InitExe,
-    spec: &oci_spec::runtime::Spec,
-    kind: Kind,
-    id: &str,
-    pid: Option<i32>,
-    bundle: &Path,
-) -> Result<()> {
-    let list = hooks::of(spec, kind);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let state = hooks::state(spec, id, pid, &bundle.to_string_lossy(), kind);
-    for (index, hook) in list.iter().enumerate() {
-        let job = hooks::Job {
-            kind,
-            index,
-            hook: hook.clone(),
-            state: state.clone(),
-        };
-        match in_runner(exe, job) {
-            Ok(()) => {}
-            Err(e) if kind.fatal() => return Err(e),
-            Err(e) => log::warn!("{id}: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Spawns a hook runner for one hook and waits for its report.
-fn in_runner(exe: &InitExe, job: hooks::Job) -> Result<()> {
-    let what = hooks::label(job.kind, job.index, &job.hook);
-    let (ch, child_end) = Channel::pair()?;
-    exe.spawn(Role::Hook, child_end, None, None)?;
-    ch.send(&Message::Hook(Box::new(job)), &[])?;
-    match ch.recv()? {
-        Some((Message::Ready, _)) => Ok(()),
-        Some((Message::Error { cause, .. }, _)) => Err(Error::Hook(cause)),
-        Some((other, _)) => Err(Error::Protocol(format!(
-            "{what}: unexpected message from the hook runner {other:?}"
-        ))),
-        None => Err(Error::Protocol(format!(
-            "{what}: the hook runner exited without a report"
-        ))),
     }
 }
 
