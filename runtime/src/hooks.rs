@@ -207,7 +207,7 @@ fn in_runner(exe: &InitExe, job: Job) -> Result<()> {
 
 /// How much of a failed hook's output goes into the error.
 const OUTPUT_TAIL: usize = 2048;
-/// How often a running hook is checked for having exited.
+/// How often a running hook is checked for having exited when no pidfd tells.
 const POLL_MS: i32 = 5;
 
 /// `hooks.<kind>[<i>] (<path>)`: how errors name a hook.
@@ -308,6 +308,8 @@ fn wait(
 ) -> (nix::Result<WaitStatus>, Vec<u8>, bool) {
     let start = Instant::now();
     let mut output = Vec::new();
+    // Wakes the wait as soon as the hook exits (without it, within POLL_MS).
+    let exit_fd = crate::pidfd::open(pid.as_raw()).ok();
     let mut out = Some(std::fs::File::from(out));
     if let Some(f) = &out {
         let _ = nix::fcntl::fcntl(
@@ -338,15 +340,22 @@ fn wait(
             }
             return (status, output, true);
         }
-        // Sleep until output arrives or the next check; EOF closes the pipe.
-        let fd = out.as_ref().map_or(-1, |f| f.as_raw_fd());
-        let mut pfd = [libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one pollfd (a negative fd is ignored by poll).
-        unsafe { libc::poll(pfd.as_mut_ptr(), 1, POLL_MS) };
+        // Sleep until output arrives, the hook exits (its pidfd turns readable)
+        // or the next check; EOF closes the pipe.
+        let mut pfd = [
+            libc::pollfd {
+                fd: out.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: exit_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two pollfds (a negative fd is ignored by poll).
+        unsafe { libc::poll(pfd.as_mut_ptr(), 2, POLL_MS) };
         if pfd[0].revents != 0 {
             if let Some(f) = out.as_mut() {
                 if drain(f, &mut output) {
