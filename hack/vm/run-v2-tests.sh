@@ -10,7 +10,7 @@
 #                      TENT_V2_TESTS (names of integration/tests/*.rs, default "cgroups
 #                      cgroupv2 pause update metrics oom cleanup exec profile") and
 #                      TENT_V2_RUNTIME_TESTS (the runtime's root suites, runtime/tests/*.rs,
-#                      default "run lifecycle ops escapes devices_v2 seccomp"; they run first).
+#                      default "run lifecycle ops escapes devices_v2 seccomp pods"; they run first).
 #                      The shim, tent-testbin and the test image are NOT built: run
 #                      hack/test.sh once (or hack/build-shim.sh and hack/build-image.sh).
 #   <libtest args>     passed to every binary after the filter (e.g. --nocapture, --exact)
@@ -80,7 +80,7 @@ build_set() {
   v2_bins+=("${got[@]}")
 }
 if ((n == 0)); then
-  read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes devices_v2 seccomp}"
+  read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes devices_v2 seccomp pods}"
   read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup exec profile}"
   v2_bins=()
   build_set tent-runtime "${rt_names[@]}"

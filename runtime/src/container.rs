@@ -11,6 +11,8 @@ use nix::sys::signal::Signal;
 use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
+use crate::exe::Role;
+use crate::hooks::{self, Kind};
 use crate::profile::Profile;
 use crate::state::State;
 use crate::sync::{Channel, InitConfig, Message};
@@ -34,6 +36,9 @@ pub(crate) struct Handle {
     pub(crate) confinement: Confinement,
     /// The profile the container was created under; execs are checked against it.
     pub(crate) profile: Profile,
+    /// The spec, kept only when it has poststart or poststop hooks.
+    hooks: Option<Box<oci_spec::runtime::Spec>>,
+    bundle: PathBuf,
 }
 
 /// Everything `create` made so far, undone on failure.
@@ -112,6 +117,13 @@ fn create_inner(
         } else {
             vec![rootfs.to_path_buf()]
         },
+        poststop: hooks::of(&loaded.spec, Kind::Poststop).to_vec(),
+        poststop_state: if hooks::of(&loaded.spec, Kind::Poststop).is_empty() {
+            String::new()
+        } else {
+            let bundle = req.bundle.to_string_lossy();
+            hooks::state(&loaded.spec, req.id, None, &bundle, Kind::Poststop)
+        },
         ..State::default()
     };
     // Saved before any side effect, so a crash in between is cleaned up too.
@@ -146,7 +158,7 @@ fn create_inner(
     };
     let stdout = clone(&req.stdio.stdout, "stdout")?;
     let stderr = clone(&req.stdio.stderr, "stderr")?;
-    let stage1 = req.init_exe.spawn(false, child_end, stdout, stderr)? as i32;
+    let stage1 = req.init_exe.spawn(Role::Init, child_end, stdout, stderr)? as i32;
     match pidfd::open(stage1) {
         Ok(fd) => undo.pidfds.push(fd),
         Err(e) => return Err(e),
@@ -174,8 +186,24 @@ fn create_inner(
     // Stage 1 (the pid) and stage 2 (ready) write to the same socket from two
     // processes, so their messages may arrive in either order: wait for both.
     let mut ready = false;
+    let mut hooks_asked = false;
     while !(ready && stage2.is_some()) {
+        if let (true, Some((pid, _))) = (hooks_asked, &stage2) {
+            hooks_asked = false;
+            for kind in [Kind::Prestart, Kind::CreateRuntime] {
+                hooks::in_runtime_ns(
+                    req.init_exe,
+                    &loaded.spec,
+                    kind,
+                    req.id,
+                    Some(*pid),
+                    req.bundle,
+                )?;
+            }
+            ch.send(&Message::HooksDone(*pid), &[])?;
+        }
         match ch.recv()? {
+            Some((Message::Hooks, _)) => hooks_asked = true,
             Some((Message::Console, fds)) => {
                 console = Some(fds.into_iter().next().ok_or_else(|| {
                     Error::Protocol("console message came without the pty master".into())
@@ -232,6 +260,11 @@ fn create_inner(
         console,
         confinement: loaded.confinement.clone(),
         profile: req.profile.clone(),
+        hooks: [Kind::Poststart, Kind::Poststop]
+            .iter()
+            .any(|k| !hooks::of(&loaded.spec, *k).is_empty())
+            .then(|| Box::new(loaded.spec.clone())),
+        bundle: req.bundle.to_path_buf(),
     };
     Ok((pid, handle))
 }
@@ -244,7 +277,20 @@ impl Handle {
             .ok_or_else(|| Error::Precondition("container already started".into()))?;
         ch.send(&Message::Start, &[])?;
         match ch.recv()? {
-            None => Ok(()),
+            None => {
+                if let Some(spec) = &self.hooks {
+                    let kind = Kind::Poststart;
+                    hooks::in_runtime_ns(
+                        &self.init_exe,
+                        spec,
+                        kind,
+                        &self.id,
+                        Some(self.pid),
+                        &self.bundle,
+                    )?;
+                }
+                Ok(())
+            }
             Some((Message::Error { step, cause, kind }, _)) => {
                 Err(Error::Init { step, cause, kind })
             }
@@ -286,6 +332,16 @@ impl Handle {
             keep(hostfs::unmount(m));
         }
         keep(State::remove(bundle));
+        if let Some(spec) = &self.hooks {
+            keep(hooks::in_runtime_ns(
+                &self.init_exe,
+                spec,
+                Kind::Poststop,
+                &self.id,
+                None,
+                bundle,
+            ));
+        }
         first.map_or(Ok(()), Err)
     }
 }
@@ -326,6 +382,11 @@ pub(crate) fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
     }
     if let Err(e) = State::remove(bundle) {
         first.get_or_insert(e);
+    }
+    // In this process (`shim delete` has no reaper to race), after the
+    // state is gone so they never run twice; failures are logged only.
+    if let Err(e) = hooks::run_all(Kind::Poststop, &state.poststop, &state.poststop_state) {
+        log::warn!("{id}: {e}");
     }
     match first {
         Some(e) => Err(e),

@@ -70,6 +70,9 @@ pub enum Error {
     /// A precondition on the container's state does not hold.
     #[error("{0}")]
     Precondition(String),
+    /// An OCI hook failed (the message names the hook, its path and why).
+    #[error("{0}")]
+    Hook(String),
     /// `<bundle>/tent-state.json` could not be read or written.
     #[error("state file {path}: {reason}", path = .path.display())]
     State { path: PathBuf, reason: String },
@@ -85,7 +88,7 @@ impl Error {
             }
             Error::Init { kind, .. } | Error::Exec { kind, .. } => *kind,
             Error::ProcessFinished => ErrorKind::NotFound,
-            Error::Precondition(_) => ErrorKind::FailedPrecondition,
+            Error::Precondition(_) | Error::Hook(_) => ErrorKind::FailedPrecondition,
             Error::Io { .. }
             | Error::Sys { .. }
             | Error::Cgroup { .. }

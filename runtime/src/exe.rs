@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 pub(crate) const INIT_MARKER: &str = "__tent_container_init__";
 /// argv[1] of an exec's stage 1 (a new process in a running container).
 pub(crate) const EXEC_MARKER: &str = "__tent_container_exec__";
+/// argv[1] of a hook runner (runs one OCI hook in the runtime's namespaces).
+pub(crate) const HOOK_MARKER: &str = "__tent_hook_runner__";
 /// Environment variable naming the init's sync fd (always 0 at exec time).
 pub(crate) const SYNC_FD_ENV: &str = "_TENT_INIT_SYNC_FD";
 
@@ -150,7 +152,7 @@ impl InitExe {
     /// std's spawn is async-signal-safe in the child; no code of ours runs there.
     pub(crate) fn spawn(
         &self,
-        exec: bool,
+        role: Role,
         sync: OwnedFd,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
@@ -158,8 +160,13 @@ impl InitExe {
         let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
         let stdio = |fd: Option<OwnedFd>| fd.map(StdStdio::from).unwrap_or_else(StdStdio::null);
         let mut cmd = Command::new(&path);
-        cmd.arg0(if exec { "tent-exec" } else { "tent-init" })
-            .arg(if exec { EXEC_MARKER } else { INIT_MARKER })
+        let (arg0, marker, what) = match role {
+            Role::Init => ("tent-init", INIT_MARKER, "spawn container init"),
+            Role::Exec => ("tent-exec", EXEC_MARKER, "spawn exec stage 1"),
+            Role::Hook => ("tent-hook", HOOK_MARKER, "spawn hook runner"),
+        };
+        cmd.arg0(arg0)
+            .arg(marker)
             .env_clear()
             .env(SYNC_FD_ENV, "0")
             .stdin(StdStdio::from(sync))
@@ -169,17 +176,7 @@ impl InitExe {
             let _guard = spawn_guard();
             cmd.spawn()
         };
-        let child = spawned.map_err(|e| {
-            Error::io(
-                if exec {
-                    "spawn exec stage 1"
-                } else {
-                    "spawn container init"
-                },
-                path,
-                e,
-            )
-        })?;
+        let child = spawned.map_err(|e| Error::io(what, path, e))?;
         // The caller reaps globally; dropping `Child` neither waits nor kills.
         Ok(child.id())
     }
@@ -306,7 +303,15 @@ pub fn reaper_guard() -> std::sync::RwLockWriteGuard<'static, ()> {
 
 /// True when this process was started as the container init (checked first in `main`).
 pub fn is_init_invocation() -> bool {
-    invocation_is(INIT_MARKER) || invocation_is(EXEC_MARKER)
+    invocation_is(INIT_MARKER) || invocation_is(EXEC_MARKER) || invocation_is(HOOK_MARKER)
+}
+
+/// What a spawned re-exec of our binary becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Init,
+    Exec,
+    Hook,
 }
 
 /// True when argv[1] is `marker` and the sync fd is announced.

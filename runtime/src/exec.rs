@@ -116,7 +116,9 @@ pub(crate) fn exec(h: &Handle, req: ExecRequest<'_>) -> Result<ExecProcess> {
     let stderr = clone(&req.stdio.stderr, "stderr")?;
 
     let (ch, child_end) = Channel::pair()?;
-    let stage1 = h.init_exe.spawn(true, child_end, stdout, stderr)? as i32;
+    let stage1 = h
+        .init_exe
+        .spawn(crate::exe::Role::Exec, child_end, stdout, stderr)? as i32;
     let stage1_fd = pidfd::open(stage1)?;
     let mut undo = Undo(vec![stage1_fd
         .try_clone()

@@ -29,6 +29,7 @@ mod cgroups;
 mod confine;
 mod error;
 mod exe;
+mod hooks;
 mod mounts;
 mod namespaces;
 mod pathsafe;
@@ -203,7 +204,9 @@ impl Container {
 }
 
 /// Clean up after a dead shim (`containerd-shim-tent-v1 delete`): kill what is left,
-/// unmount the rootfs, remove the cgroup and state. Returns the init pid if known.
+/// unmount the rootfs, remove the cgroup and state, run the poststop hooks. Returns
+/// the init pid if known. It waits for the hooks with `waitpid` on their pids: do
+/// not call it while a global `waitpid(-1)` reaper runs in the same process.
 pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
     container::cleanup_bundle(bundle, id)
 }

@@ -128,6 +128,23 @@ pub fn propagation(opt: &str) -> Option<MsFlags> {
         .map(|(_, f)| *f)
 }
 
+/// `linux.rootfsPropagation` as mount flags (checked at create).
+pub fn root_propagation(spec: &oci_spec::runtime::Spec) -> crate::error::Result<Option<MsFlags>> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            propagation(p).ok_or_else(|| {
+                crate::error::Error::spec(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {p:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,21 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
 /// Checks on a process spec that need nothing from the container: args,
 /// cwd, rlimits, environment. Errors name the field (`process.…`).
 pub fn validate(process: &Process) -> Result<()> {
+    // Applied by nobody here: refused, never dropped.
+    for (set, field) in [
+        (process.io_priority().is_some(), "process.ioPriority"),
+        (process.scheduler().is_some(), "process.scheduler"),
+        (
+            process.exec_cpu_affinity().is_some(),
+            "process.execCPUAffinity",
+        ),
+    ] {
+        if set {
+            return Err(Error::Unsupported(format!(
+                "{field}: not supported by tent"
+            )));
+        }
+    }
     match process.args().as_deref() {
         Some([first, ..]) if !first.is_empty() => {}
         _ => return Err(Error::spec("process.args", "is empty: nothing to run")),

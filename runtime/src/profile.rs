@@ -4,8 +4,9 @@
 //!   on, the rootfs mounted `nosuid,nodev`, and tent's own seccomp default
 //!   (`confine/seccomp/default.rs`) when the spec brings no profile; it refuses
 //!   privileged containers, dangerous added capabilities and the host's pid,
-//!   ipc or network namespace unless the operator's config allows them, with
-//!   an error naming the pod field to change.
+//!   ipc or network namespace, and OCI hooks (programs run as root on the
+//!   host), unless the operator's config allows them, with an error naming
+//!   the pod field to change.
 //! - `compat` honours the spec exactly as runc does.
 //!
 //! The profile comes from the shim's config file (containerd's runtime
@@ -38,6 +39,9 @@ pub struct Allow {
     pub host_namespaces: Vec<String>,
     /// Dangerous capabilities a container may add (`CAP_SYS_PTRACE`, …).
     pub capabilities: Vec<String>,
+    /// OCI hooks (`hooks` in the spec, put there by containerd's base spec,
+    /// NRI or CDI): programs that run as root on the host.
+    pub hooks: bool,
 }
 
 /// A profile: the mode and, for `tent`, what it allows.
@@ -94,6 +98,32 @@ impl Profile {
                                 .is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
                     })
                 });
+            // procMount: Unmasked empties both lists too, but keeps the
+            // default capabilities and devices: name the field it came from.
+            let sys_admin = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.capabilities().as_ref())
+                .is_some_and(|c| {
+                    let sets = CapSets::from_oci(c);
+                    let any = sets.bounding | sets.effective | sets.permitted;
+                    cap_number("SYS_ADMIN").is_some_and(|n| any & (1u64 << n) != 0)
+                });
+            // procMount is a container field: a sandbox without masks is privileged.
+            let sandbox = spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("io.kubernetes.cri.container-type"))
+                .is_some_and(|t| t == "sandbox");
+            if !masked && !readonly && !all_devices && !sys_admin && !sandbox {
+                return Err(Error::spec(
+                    "securityContext.procMount",
+                    format!(
+                        "tent's profile refuses an unmasked /proc (procMount: Unmasked) \
+                         ({HINT}: allow.privileged)"
+                    ),
+                ));
+            }
             if (!masked && !readonly) || all_devices {
                 return Err(Error::spec(
                     "securityContext.privileged",
@@ -130,6 +160,15 @@ impl Profile {
                     ),
                 ));
             }
+        }
+        if !self.allow.hooks && crate::hooks::any(spec) {
+            return Err(Error::spec(
+                "hooks",
+                format!(
+                    "tent's profile refuses OCI hooks, which run as root on the host \
+                     (added by containerd's base runtime spec, NRI or CDI; {HINT}: allow.hooks)"
+                ),
+            ));
         }
         if let Some(process) = spec.process() {
             self.check_process(process)?;
@@ -246,6 +285,21 @@ mod tests {
             v["linux"]["readonlyPaths"] = serde_json::json!([]);
         });
         assert!(err(&tent, &privileged)
+            .starts_with("securityContext.procMount: tent's profile refuses an unmasked /proc"));
+        let privileged_sandbox = spec(|v| {
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+            v["annotations"] = serde_json::json!({"io.kubernetes.cri.container-type": "sandbox"});
+        });
+        assert!(err(&tent, &privileged_sandbox)
+            .starts_with("securityContext.privileged: tent's profile refuses privileged"));
+        let privileged = spec(|v| {
+            v["linux"]["maskedPaths"] = serde_json::json!([]);
+            v["linux"]["readonlyPaths"] = serde_json::json!([]);
+            v["process"]["capabilities"]["bounding"] =
+                serde_json::json!(["CAP_KILL", "CAP_SYS_ADMIN"]);
+        });
+        assert!(err(&tent, &privileged)
             .starts_with("securityContext.privileged: tent's profile refuses privileged"));
         let all_devices = spec(|v| {
             v["linux"]["resources"]["devices"] =
@@ -275,15 +329,26 @@ mod tests {
                 privileged: false,
                 host_namespaces: vec!["network".into()],
                 capabilities: vec!["CAP_SYS_ADMIN".into()],
+                hooks: true,
             },
         };
+        let hooked = spec(|v| {
+            v["hooks"] = serde_json::json!({"poststop": [{"path": "/bin/true"}]});
+        });
+        assert!(
+            err(&tent, &hooked).starts_with("hooks: tent's profile refuses OCI hooks"),
+            "{}",
+            err(&tent, &hooked)
+        );
+        assert!(err(&tent, &hooked).contains("allow.hooks"));
+        assert!(err(&allowing, &hooked).starts_with("ok"));
         assert!(err(&allowing, &host_net).starts_with("ok"));
         assert!(err(&allowing, &admin).starts_with("ok"));
         let compat = Profile {
             mode: Mode::Compat,
             ..Profile::default()
         };
-        for s in [&privileged, &all_devices, &admin, &host_net] {
+        for s in [&privileged, &all_devices, &admin, &host_net, &hooked] {
             assert!(err(&compat, s).starts_with("ok"));
         }
     }

@@ -17,7 +17,7 @@ use nix::unistd::{fchdir, pivot_root, symlinkat, unlinkat, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 
 use crate::error::{Error, Result};
-use crate::mounts::{parse_options, propagation};
+use crate::mounts::{parse_options, root_propagation};
 use crate::pathsafe::{ensure_target, fd_path, mkdir_all, open_in_root, relative};
 use crate::sync::InitConfig;
 
@@ -60,21 +60,15 @@ fn kept_flags(path: &str) -> MsFlags {
 /// Everything from propagation of `/` up to (not including) pivot_root.
 pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
     let linux = spec.linux().as_ref();
-    let prop = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .map(|p| {
-            propagation(p).ok_or_else(|| {
-                Error::spec(
-                    "linux.rootfsPropagation",
-                    format!("unknown propagation {p:?}"),
-                )
-            })
-        })
-        .transpose()?
-        .unwrap_or(MsFlags::MS_PRIVATE | MsFlags::MS_REC);
-    mnt(NONE, "/", NONE, prop | MsFlags::MS_REC, NONE, || {
+    // As runc: `/` rslave unless the spec says otherwise, so host mounts made
+    // later reach `rslave` volumes (HostToContainer) and nothing flows back.
+    let prop = root_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mnt(NONE, "/", NONE, prop, NONE, || {
         "set propagation of /".into()
     })?;
+    // pivot_root refuses a root whose parent mount is shared (EINVAL), and a
+    // bind onto a shared rootfs would propagate to the host's copy of it.
+    parent_mount_private(Path::new(&cfg.rootfs))?;
     mnt(
         Some(&cfg.rootfs),
         &cfg.rootfs,
@@ -117,6 +111,38 @@ pub fn prepare(cfg: &InitConfig, spec: &Spec) -> Result<OwnedFd> {
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
     setup_dev(&root, spec, dev_mounted)?;
     Ok(root)
+}
+
+/// Makes the mount `path` is on (the nearest mount point at or above it)
+/// private, not recursively (runc's `rootfsParentMountPrivate`).
+fn parent_mount_private(path: &Path) -> Result<()> {
+    let mut p = path;
+    loop {
+        match mount(NONE, p, NONE, MsFlags::MS_PRIVATE, NONE) {
+            Ok(()) => return Ok(()),
+            // Not a mount point: try the directory above.
+            Err(Errno::EINVAL) if p != Path::new("/") => {
+                p = p.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("make the mount of {} private", p.display()),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// After pivot_root: `linux.rootfsPropagation` for the new `/` (runc applies it
+/// here, so a shared root never shares the host's rootfs mount).
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    match root_propagation(spec)? {
+        Some(flags) => mnt(NONE, "/", NONE, flags, NONE, || {
+            "linux.rootfsPropagation: set propagation of /".into()
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Kernel file systems, and the directories the runtime itself sets up, must be
@@ -287,9 +313,16 @@ fn mount_cgroup(
             format!("remount cgroup {src}")
         })?;
     }
+    let tmpfs = open_in_root(root, dest, OFlag::O_PATH, ResolveFlag::empty())
+        .map_err(|e| Error::sys("reopen cgroup tmpfs", e))?;
+    for b in &cfg.cgroup_v1 {
+        for link in v1_links(&b.name) {
+            symlinkat(b.name.as_str(), &tmpfs, link)
+                .map_err(|e| Error::sys(format!("symlink cgroup {link} -> {}", b.name), e))?;
+        }
+    }
     if opts.flags.contains(MsFlags::MS_RDONLY) {
-        let top = open_in_root(root, dest, OFlag::O_PATH, ResolveFlag::empty())
-            .map_err(|e| Error::sys("reopen cgroup tmpfs", e))?;
+        let top = tmpfs;
         mnt(
             NONE,
             &fd_path(&top),
@@ -300,6 +333,17 @@ fn mount_cgroup(
         )?;
     }
     Ok(())
+}
+
+/// The links a combined v1 hierarchy gets in the container's `/sys/fs/cgroup`,
+/// as runc makes them: `cpu` and `cpuacct` → `cpu,cpuacct`.
+fn v1_links(name: &str) -> Vec<&str> {
+    if !name.contains(',') {
+        return Vec::new();
+    }
+    name.split(',')
+        .filter(|c| !c.is_empty() && !c.contains('='))
+        .collect()
 }
 
 const STD_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -400,8 +444,18 @@ fn setup_dev(root: &OwnedFd, spec: &Spec, dev_mounted: bool) -> Result<()> {
 
 /// Makes `root` the process's `/` and detaches the old root.
 pub fn pivot(root: &OwnedFd) -> Result<()> {
+    let old = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open the old root", e))?;
     fchdir(root).map_err(|e| Error::sys("chdir to rootfs", e))?;
     pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
+    // "." is the new root now; the old one is stacked on it. Through its fd,
+    // so the propagation change hits the old root and not the container's
+    // tree (whose rshared volumes must stay peers of the host's).
+    fchdir(&old).map_err(|e| Error::sys("chdir to the old root", e))?;
     // Keep the unmount from propagating to the host.
     mnt(
         NONE,
@@ -529,4 +583,17 @@ pub fn readonly_root() -> Result<()> {
     mnt(NONE, "/", NONE, flags, NONE, || {
         "remount / read-only".into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1_links;
+
+    #[test]
+    fn combined_v1_hierarchies_get_a_link_per_controller() {
+        assert_eq!(v1_links("cpu,cpuacct"), vec!["cpu", "cpuacct"]);
+        assert_eq!(v1_links("net_cls,net_prio"), vec!["net_cls", "net_prio"]);
+        assert!(v1_links("memory").is_empty());
+        assert!(v1_links("systemd").is_empty());
+    }
 }

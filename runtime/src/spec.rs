@@ -85,30 +85,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::spec("process", "is missing"))?;
     process::validate(process)?;
-    if let Some(hooks) = spec.hooks() {
-        let any = [
-            hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_runtime()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .start_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
-        ];
-        if any.contains(&true) {
-            return Err(Error::Unsupported(
-                "hooks: OCI hooks are not supported yet".into(),
-            ));
-        }
-    }
+    crate::hooks::validate(spec)?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(Error::spec(
@@ -156,6 +133,32 @@ pub fn validate(spec: &Spec) -> Result<()> {
             crate::cgroups::CgroupPath::parse(&cg.to_string_lossy(), "x")?;
         }
         crate::sysctl::validate(spec)?;
+        crate::mounts::root_propagation(spec)?;
+        // Applied by nobody here: refused, never dropped.
+        for (set, field) in [
+            (linux.personality().is_some(), "linux.personality"),
+            (linux.intel_rdt().is_some(), "linux.intelRdt"),
+            (linux.memory_policy().is_some(), "linux.memoryPolicy"),
+            (
+                linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
+                "linux.timeOffsets",
+            ),
+            (
+                linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+                "linux.netDevices",
+            ),
+            (
+                linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                    || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+                "linux.uidMappings/gidMappings",
+            ),
+        ] {
+            if set {
+                return Err(Error::Unsupported(format!(
+                    "{field}: not supported by tent"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -206,8 +209,28 @@ mod tests {
             "apparmorProfile",
         );
         check(
-            serde_json::json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
-            "hooks",
+            serde_json::json!({"hooks": {"prestart": [{"path": "bin/true"}]}}),
+            "hooks.prestart[0].path",
+        );
+        check(
+            serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}),
+            "linux.personality: not supported by tent",
+        );
+        check(
+            serde_json::json!({"linux": {"intelRdt": {"closID": "gold"}}}),
+            "linux.intelRdt: not supported by tent",
+        );
+        check(
+            serde_json::json!({"linux": {"netDevices": {"eth1": {}}}}),
+            "linux.netDevices: not supported by tent",
+        );
+        check(
+            serde_json::json!({"process": {"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}}}),
+            "process.ioPriority: not supported by tent",
+        );
+        check(
+            serde_json::json!({"process": {"scheduler": {"policy": "SCHED_IDLE"}}}),
+            "process.scheduler: not supported by tent",
         );
         let spec: Spec = serde_json::from_value(base.clone()).expect("spec");
         validate(&spec).expect("plain spec is valid");

@@ -20,6 +20,12 @@ pub struct State {
     pub cgroup: String,
     /// Mount points we created on the host (the rootfs), in mount order.
     pub mounts: Vec<PathBuf>,
+    /// The spec's poststop hooks and the state they get, so a delete after the
+    /// caller died still runs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub poststop_state: String,
 }
 
 pub fn path(bundle: &Path) -> PathBuf {

@@ -70,6 +70,14 @@ pub enum Message {
     Console,
     /// Stage 1 → caller: host pid of stage 2, with a pidfd for it attached.
     Stage2Pid(i32),
+    /// Stage 2 → caller: mounts are done; run the prestart and createRuntime
+    /// hooks, then answer [`Message::HooksDone`] (only when the spec has hooks).
+    Hooks,
+    /// Caller → stage 2: the runtime's hooks ran; the init's host pid, for the
+    /// state the container's own hooks get.
+    HooksDone(i32),
+    /// Caller → hook runner: run this hook; it answers `Ready` or `Error`.
+    Hook(Box<crate::hooks::Job>),
     /// Stage 2 → caller: set up, waiting for `Start`.
     Ready,
     /// Caller → stage 2: go ahead and `execve`.

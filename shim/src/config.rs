@@ -11,6 +11,7 @@
 //! privileged = false
 //! host_namespaces = []       # "pid", "ipc", "network"
 //! capabilities = []          # e.g. "CAP_SYS_PTRACE"
+//! hooks = false              # OCI hooks: programs run as root on the host
 //! ```
 //!
 //! No options, or an empty file, is the `tent` profile. runc's options (which a

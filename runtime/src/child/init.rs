@@ -15,6 +15,7 @@ use super::fork::fork_stage2;
 use super::setup::{self, find_executable};
 use super::{receive, Step, StepResult};
 use crate::error::Error;
+use crate::hooks::{self, Kind};
 use crate::sync::{Channel, InitConfig, Message};
 use crate::{namespaces, rootfs, sysctl, tty};
 
@@ -50,8 +51,10 @@ pub(super) fn stage1(ch: &Channel) -> StepResult<()> {
 
 fn stage2(ch: &Channel, cfg: &InitConfig, spec: &Spec) -> StepResult<std::convert::Infallible> {
     let root = rootfs::prepare(cfg, spec).step("rootfs")?;
+    let host_pid = creation_hooks(ch, cfg, spec, &root)?;
     rootfs::pivot(&root).step("pivot_root")?;
     drop(root);
+    rootfs::apply_root_propagation(spec).step("rootfs propagation")?;
     sysctl::write_all(spec).step("sysctl")?;
     rootfs::readonly_paths(spec).step("readonly paths")?;
     rootfs::masked_paths(spec).step("masked paths")?;
@@ -94,5 +97,46 @@ fn stage2(ch: &Channel, cfg: &InitConfig, spec: &Spec) -> StepResult<std::conver
         Message::Start => Ok(()),
         other => Err(other),
     })?;
+    let start_hooks = hooks::of(spec, Kind::StartContainer);
+    if !start_hooks.is_empty() {
+        let state = hooks::state(spec, &cfg.id, host_pid, &cfg.bundle, Kind::StartContainer);
+        hooks::run_all(Kind::StartContainer, start_hooks, &state).step("startContainer hooks")?;
+    }
     Err(ready.exec())
+}
+
+/// Between the mounts and pivot_root: the caller runs the prestart and
+/// createRuntime hooks (runtime namespace), then the createContainer hooks run
+/// here (container namespaces, cwd the rootfs, as runc). Returns the init's
+/// host pid for the state of the container's hooks, when it has any.
+fn creation_hooks(
+    ch: &Channel,
+    cfg: &InitConfig,
+    spec: &Spec,
+    root: &OwnedFd,
+) -> StepResult<Option<i32>> {
+    let creating = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+    ];
+    if creating.iter().all(|k| hooks::of(spec, *k).is_empty()) {
+        return Ok(None);
+    }
+    ch.send(&Message::Hooks, &[])
+        .step("request runtime hooks")?;
+    let (pid, _) = receive(ch, "wait for runtime hooks", |m| match m {
+        Message::HooksDone(pid) => Ok(pid),
+        other => Err(other),
+    })?;
+    let create = hooks::of(spec, Kind::CreateContainer);
+    if !create.is_empty() {
+        nix::unistd::fchdir(root)
+            .map_err(|e| Error::sys("chdir to rootfs", e))
+            .step("createContainer hooks")?;
+        let state = hooks::state(spec, &cfg.id, Some(pid), &cfg.bundle, Kind::CreateContainer);
+        hooks::run_all(Kind::CreateContainer, create, &state).step("createContainer hooks")?;
+    }
+    Ok(Some(pid))
 }

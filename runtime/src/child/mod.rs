@@ -6,6 +6,7 @@
 //! - [`fork`]: forking stage 2, straight into the cgroup on v2 (`clone3`);
 //! - [`init`]: the init's stages (namespaces, rootfs, terminal, ready, start);
 //! - [`exec`]: an exec's stages (join the init's namespaces, user lookup);
+//! - [`hook`]: a hook runner (one OCI hook in the runtime's namespaces);
 //! - [`setup`]: the last steps before `execve`, shared by both.
 //!
 //! Every failing step travels back to the caller as a typed message naming
@@ -13,6 +14,7 @@
 
 mod exec;
 mod fork;
+mod hook;
 mod init;
 mod setup;
 
@@ -59,6 +61,8 @@ pub fn main() -> ! {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let run = if crate::exe::invocation_is(crate::exe::EXEC_MARKER) {
         exec::stage1
+    } else if crate::exe::invocation_is(crate::exe::HOOK_MARKER) {
+        hook::run
     } else {
         init::stage1
     };
