@@ -16,9 +16,6 @@ use crate::mounts;
 pub const FEATURES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-/// The OCI hooks tent runs. Empty while `spec::validate` refuses hooks; when hook
-/// support is merged, list the six names here (a test checks the two agree).
-pub const HOOKS: &[&str] = &[];
 
 /// The namespaces a container may ask for (user and time are refused by
 /// `spec::validate`; the test below checks each listed one is accepted).
@@ -143,7 +140,12 @@ pub fn features() -> Result<Features> {
     FeaturesBuilder::default()
         .oci_version_min("1.0.0")
         .oci_version_max(oci_spec::runtime::VERSION)
-        .hooks(HOOKS.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .hooks(
+            crate::hooks::Kind::ALL
+                .iter()
+                .map(|k| k.name().to_string())
+                .collect::<Vec<_>>(),
+        )
         .mount_options(mount_options)
         .linux(linux)
         .build()
