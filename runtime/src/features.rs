@@ -16,7 +16,6 @@ use crate::mounts;
 pub const FEATURES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-
 /// The namespaces a container may ask for (user and time are refused by
 /// `spec::validate`; the test below checks each listed one is accepted).
 const NAMESPACES: &[LinuxNamespaceType] = &[
@@ -81,6 +80,9 @@ pub fn features() -> Result<Features> {
         .iter()
         .map(|(name, _, _)| name.to_string())
         .chain(mounts::PROPAGATION.iter().map(|(name, _)| name.to_string()))
+        .chain(
+            mounts::recursive_readonly_supported().then(|| mounts::RECURSIVE_READONLY.to_string()),
+        )
         .collect();
     mount_options.sort();
     let seccomp = SeccompBuilder::default()

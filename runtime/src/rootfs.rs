@@ -262,6 +262,19 @@ fn mount_one(root: &OwnedFd, cfg: &InitConfig, m: &Mount, label: Option<&str>) -
             })?;
         }
     }
+    if opts.recursive_readonly {
+        let top = open_in_root(root, &dest, OFlag::O_PATH, strict)
+            .map_err(|e| Error::sys("reopen mount target", e))?;
+        crate::mounts::set_recursive_readonly(top.as_fd()).map_err(|e| {
+            Error::sys(
+                format!(
+                    "rro: make {} and its submounts read-only",
+                    m.destination().display()
+                ),
+                e,
+            )
+        })?;
+    }
     Ok(())
 }
 

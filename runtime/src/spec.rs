@@ -93,6 +93,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 format!("{} is not an absolute path", m.destination().display()),
             ));
         }
+        for opt in m.options().iter().flatten() {
+            if crate::mounts::UNSUPPORTED.contains(&opt.as_str()) {
+                return Err(Error::spec(
+                    format!("mounts[{i}].options"),
+                    format!(
+                        "{opt:?} ({}) is not supported by tent",
+                        m.destination().display()
+                    ),
+                ));
+            }
+        }
     }
     let has_mount_ns = spec
         .linux()

@@ -583,6 +583,44 @@ fn proc_mount_is_exactly_what_the_spec_says(exe: &InitExe) {
     assert_eq!(proc_masks(&b, exe, json!(masked), json!(readonly)), want);
 }
 
+/// `rro` makes a volume and the mounts below it read-only; plain `ro` leaves its
+/// submounts writable (why `rro` exists).
+fn recursive_readonly_volume(exe: &InitExe) {
+    let probe = "for d in /vol /vol/sub; do \
+                 if touch $d/w 2>/dev/null; then echo $d rw; else echo $d ro; fi; done";
+    for (opts, want) in [
+        (&["rbind", "rro"][..], "/vol ro\n/vol/sub ro\n"),
+        (&["rbind", "ro"][..], "/vol ro\n/vol/sub rw\n"),
+    ] {
+        let vol = SharedDir::new("rro");
+        let sub = vol.0.join("sub");
+        std::fs::create_dir_all(&sub).expect("mkdir sub");
+        mount(
+            Some("tmpfs"),
+            &sub,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("sub");
+        let b = Bundle::new("rro");
+        let mut spec = default_spec(&["sh", "-c", probe]);
+        volume(&mut spec, &vol.0, "/vol", opts);
+        b.write_config(&spec);
+        let (r, w) = pipe();
+        let mut c = b.create(exe, &[], stdout_to(w), &compat()).expect("create");
+        c.start().expect("start");
+        assert!(matches!(wait_for(c.pid()), WaitStatus::Exited(_, 0)));
+        assert_eq!(read_all(r), want, "options {opts:?}");
+        c.destroy().expect("destroy");
+        b.assert_clean();
+        assert!(
+            !sub.join("w").exists() || opts.contains(&"ro"),
+            "written through rro"
+        );
+    }
+}
+
 fn main() {
     if tent_runtime::is_init_invocation() {
         tent_runtime::init_main();
@@ -595,6 +633,7 @@ fn main() {
             default_propagation_leaks_nothing,
         ),
         ("bad_rootfs_propagation", bad_rootfs_propagation),
+        ("recursive_readonly_volume", recursive_readonly_volume),
         (
             "hooks_run_once_in_order_and_namespace",
             hooks_run_once_in_order_and_namespace,

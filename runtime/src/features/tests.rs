@@ -58,13 +58,26 @@ fn every_mount_option_listed_is_one_the_parser_applies() {
     for opt in &listed {
         let parsed = mounts::parse_options(&[opt]);
         assert!(parsed.data.is_empty(), "{opt} would reach mount(2) as data");
-        let applied =
-            !parsed.flags.is_empty() || !parsed.clear.is_empty() || !parsed.propagation.is_empty();
+        let applied = !parsed.flags.is_empty()
+            || !parsed.clear.is_empty()
+            || !parsed.propagation.is_empty()
+            || parsed.recursive_readonly;
         assert!(applied || opt == "defaults", "{opt} does nothing");
     }
-    // Parsed but not applied: never claimed.
-    for missing in ["rro", "tmpcopyup", "idmap", "ridmap"] {
+    // This kernel (6.x) has mount_setattr: recursive read-only is claimed and applied.
+    assert!(listed.iter().any(|o| o == "rro"), "{listed:?}");
+    // Refused at create: never claimed.
+    for missing in ["tmpcopyup", "idmap", "ridmap"] {
         assert!(!listed.iter().any(|o| o == missing), "{missing} is claimed");
+        let s = spec(
+            json!({"mounts": [{"destination": "/x", "type": "bind", "source": "/tmp",
+                                         "options": ["rbind", missing]}]}),
+        );
+        let err = crate::spec::validate(&s).expect_err(missing).to_string();
+        assert!(
+            err.contains("mounts[0].options") && err.contains(missing),
+            "{err}"
+        );
     }
 }
 
@@ -137,7 +150,9 @@ fn hooks_are_listed_exactly_when_the_runtime_runs_them() {
     assert_eq!(listed.len(), 6, "{listed:?}");
     for name in &listed {
         let s = spec(json!({"hooks": {name.as_str(): [{"path": "/bin/true"}]}}));
-        assert!(crate::spec::validate(&s).is_ok(), "hooks.{name} listed but refused");
+        assert!(
+            crate::spec::validate(&s).is_ok(),
+            "hooks.{name} listed but refused"
+        );
     }
-
 }
