@@ -58,6 +58,44 @@ pub fn has(spec: &Spec, typ: LinuxNamespaceType) -> bool {
         .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ))
 }
 
+/// Whether the spec asks for a new (not joined) namespace of `typ`.
+pub fn creates(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ && n.path().is_none()))
+}
+
+/// Brings `lo` up in this process's (new) network namespace, as runc does: a fresh
+/// namespace has only a loopback device, down, so even 127.0.0.1 is unreachable.
+pub fn loopback_up() -> Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let sys = |what: &str| Error::sys(format!("lo up: {what}"), nix::Error::last());
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(sys("socket"));
+    }
+    // SAFETY: `raw` is a new fd nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero ifreq is valid; the name fits (with its NUL) in IFNAMSIZ.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of a live ifreq.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(sys("SIOCGIFFLAGS"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(sys("SIOCSIFFLAGS"));
+        }
+    }
+    Ok(())
+}
+
 /// Namespaces that stage 1 leaves for stage 2 to enter (see [`enter`]).
 #[derive(Debug)]
 pub struct Deferred {

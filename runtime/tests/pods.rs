@@ -617,6 +617,28 @@ fn recursive_readonly_volume(exe: &InitExe) {
     }
 }
 
+/// A new network namespace gets its loopback device up (as runc brings it up), so
+/// 127.0.0.1 works inside a container that has no CNI.
+fn new_network_namespace_has_loopback_up(exe: &InitExe) {
+    let b = Bundle::new("lo");
+    let spec = default_spec(&["cat", "/sys/class/net/lo/flags"]);
+    b.write_config(&spec);
+    let (r, w) = pipe();
+    let mut c = b.create(exe, &[], stdout_to(w), &compat()).expect("create");
+    c.start().expect("start");
+    assert!(matches!(wait_for(c.pid()), WaitStatus::Exited(_, 0)));
+    let out = read_all(r);
+    let flags = u32::from_str_radix(out.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("lo flags: {out:?}"));
+    assert_eq!(
+        flags & libc::IFF_UP as u32,
+        libc::IFF_UP as u32,
+        "lo is down: {out}"
+    );
+    c.destroy().expect("destroy");
+    b.assert_clean();
+}
+
 fn main() {
     if tent_runtime::is_init_invocation() {
         tent_runtime::init_main();
@@ -630,6 +652,10 @@ fn main() {
         ),
         ("bad_rootfs_propagation", bad_rootfs_propagation),
         ("recursive_readonly_volume", recursive_readonly_volume),
+        (
+            "new_network_namespace_has_loopback_up",
+            new_network_namespace_has_loopback_up,
+        ),
         (
             "hooks_run_once_in_order_and_namespace",
             hooks_run_once_in_order_and_namespace,

@@ -50,6 +50,9 @@ pub(super) fn stage1(ch: &Channel) -> StepResult<()> {
 }
 
 fn stage2(ch: &Channel, cfg: &InitConfig, spec: &Spec) -> StepResult<std::convert::Infallible> {
+    if namespaces::creates(spec, LinuxNamespaceType::Network) {
+        namespaces::loopback_up().step("network")?;
+    }
     let root = rootfs::prepare(cfg, spec).step("rootfs")?;
     let host_pid = creation_hooks(ch, cfg, spec, &root)?;
     rootfs::pivot(&root).step("pivot_root")?;
