@@ -212,16 +212,26 @@ impl Containerd {
     /// A daemon already running in `dir` (started by `hack/containerd.sh up`, e.g. by
     /// `hack/demo.sh` or `hack/bench.sh`); left running on Drop.
     pub fn attach(dir: &Path) -> Result<Containerd, String> {
-        let env = std::fs::read_to_string(dir.join("env"))
-            .map_err(|e| format!("{}: {e} (not a hack/containerd.sh daemon?)", dir.join("env").display()))?;
+        let env = std::fs::read_to_string(dir.join("env")).map_err(|e| {
+            format!(
+                "{}: {e} (not a hack/containerd.sh daemon?)",
+                dir.join("env").display()
+            )
+        })?;
         let version = env
             .lines()
             .find_map(|l| l.strip_prefix("export TENT_CONTAINERD_VERSION="))
-            .or_else(|| env.lines().find_map(|l| l.strip_prefix("TENT_CONTAINERD_VERSION=")))
+            .or_else(|| {
+                env.lines()
+                    .find_map(|l| l.strip_prefix("TENT_CONTAINERD_VERSION="))
+            })
             .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
             .ok_or_else(|| format!("{}: no TENT_CONTAINERD_VERSION", dir.join("env").display()))?;
         if !dir.join("containerd.sock").exists() {
-            return Err(format!("{}: no containerd.sock: is the daemon up?", dir.display()));
+            return Err(format!(
+                "{}: no containerd.sock: is the daemon up?",
+                dir.display()
+            ));
         }
         Ok(Containerd {
             ctr: dir.join("bin/ctr"),

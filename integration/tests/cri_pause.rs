@@ -12,7 +12,11 @@ use tent_integration::*;
 fn zombies(pod: &Pod, id: &str) -> Vec<String> {
     let out = pod.exec_ok(
         id,
-        &["sh", "-c", "for s in /proc/[0-9]*/stat; do cat $s 2>/dev/null; echo; done"],
+        &[
+            "sh",
+            "-c",
+            "for s in /proc/[0-9]*/stat; do cat $s 2>/dev/null; echo; done",
+        ],
     );
     out.lines()
         .filter(|l| {
@@ -43,7 +47,11 @@ fn pause_reaps_in(handler: &str) {
     let id = pod.run_container(&c);
 
     let pid1 = pod.exec_ok(&id, &["cat", "/proc/1/cmdline"]);
-    assert_eq!(pid1.trim_end_matches('\0'), "/pause", "{handler}: PID 1 of the pod");
+    assert_eq!(
+        pid1.trim_end_matches('\0'),
+        "/pause",
+        "{handler}: PID 1 of the pod"
+    );
     // The orphaned grandchildren exit after 0.3 s; the pod's PID 1 must collect them.
     let t = Instant::now();
     let mut left = zombies(&pod, &id);
@@ -51,9 +59,18 @@ fn pause_reaps_in(handler: &str) {
         std::thread::sleep(Duration::from_millis(200));
         left = zombies(&pod, &id);
     }
-    assert!(left.is_empty(), "{handler}: zombies in the pod after 5 s: {left:#?}");
-    let orphaner = pod.exec_ok(&id, &["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]);
-    assert!(orphaner.contains("tent-testbin orphans"), "{handler}: {orphaner}");
+    assert!(
+        left.is_empty(),
+        "{handler}: zombies in the pod after 5 s: {left:#?}"
+    );
+    let orphaner = pod.exec_ok(
+        &id,
+        &["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"],
+    );
+    assert!(
+        orphaner.contains("tent-testbin orphans"),
+        "{handler}: {orphaner}"
+    );
     pod.remove();
 }
 

@@ -26,9 +26,11 @@ fn main() {
         Some("bench") if args.len() >= 3 => {
             BenchOpts::parse(&args[3..]).and_then(|o| bench(Path::new(&args[1]), &args[2], &o))
         }
-        _ => Err("usage: tent-cri demo DIR [HANDLER] | tent-cri bench DIR OUT.json \
+        _ => Err(
+            "usage: tent-cri demo DIR [HANDLER] | tent-cri bench DIR OUT.json \
                   [--handlers tent,runc] [--runs N] [--warmup N] [--pods N]"
-            .to_string()),
+                .to_string(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("tent-cri: {e}");
@@ -125,9 +127,7 @@ impl BenchOpts {
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value"))?;
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let num = || {
                 value
                     .parse::<usize>()
@@ -236,8 +236,11 @@ fn bench(dir: &Path, out: &str, o: &BenchOpts) -> Result<(), String> {
         "handlers": o.handlers, "runs": o.runs, "warmup": o.warmup, "pods": o.pods,
         "start_s": start, "teardown_s": teardown, "memory": memory, "errors": errors,
     });
-    std::fs::write(out, serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("write {out}: {e}"))
+    std::fs::write(
+        out,
+        serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("write {out}: {e}"))
 }
 
 /// Starts `n` pods on `handler`, sums RSS/PSS of each pod's shim(s) and pause process, and
@@ -283,10 +286,9 @@ fn measure(cri: &Cri, ctd: &Containerd, pods: &[BenchPod]) -> Result<Value, Stri
         let status = cri
             .pod_sandbox_status(&p.id)
             .map_err(|e| format!("PodSandboxStatus {}: {e}", p.id))?;
-        let info: Value = serde_json::from_str(
-            status.info.get("info").map(String::as_str).unwrap_or("{}"),
-        )
-        .map_err(|e| format!("PodSandboxStatus info: {e}"))?;
+        let info: Value =
+            serde_json::from_str(status.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .map_err(|e| format!("PodSandboxStatus info: {e}"))?;
         let pid = info["pid"]
             .as_i64()
             .filter(|p| *p > 0)
