@@ -266,6 +266,7 @@ fn fetch_in_netns(pid: i32, port: u16, path: &str) -> String {
         // SAFETY: setns on a valid netns fd, affecting only this thread.
         let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
         assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        loopback_up();
         let mut last = String::new();
         for _ in 0..200 {
             match std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -283,6 +284,27 @@ fn fetch_in_netns(pid: i32, port: u16, path: &str) -> String {
     })
     .join()
     .expect("fetch thread")
+}
+
+/// Brings `lo` up in this thread's network namespace: runc does for a new
+/// network namespace, tent (without CNI, as under `ctr run`) leaves it down.
+fn loopback_up() {
+    // SAFETY: a local socket and a zeroed ifreq naming "lo", for two ioctls.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(s >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let ok = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) == 0 && {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) == 0
+        };
+        let err = std::io::Error::last_os_error();
+        libc::close(s);
+        assert!(ok, "bring lo up: {err}");
+    }
 }
 
 fn task_pid(d: &Daemon, id: &str) -> i32 {
