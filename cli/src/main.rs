@@ -2,14 +2,11 @@
 //! carries that could widen what a container's processes can do (see
 //! `cli/README.md`).
 
-mod caps;
-mod classify;
-mod elf;
 mod error;
 mod observe;
-mod report;
 mod source;
-mod walk;
+
+use tent_audit::{report, walk};
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;

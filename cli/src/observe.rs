@@ -31,9 +31,10 @@ use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags}
 use nix::sys::stat::{fstat, stat};
 use serde::Serialize;
 
-use crate::classify::Category;
+use tent_audit::classify::Category;
+use tent_audit::walk::{Capped, Inventory};
+
 use crate::error::{Error, Result};
-use crate::walk::{Capped, Inventory};
 
 type Ino = (u64, u64);
 
