@@ -6,6 +6,7 @@
 
 mod address;
 mod args;
+mod budget;
 mod config;
 mod console;
 mod delete;

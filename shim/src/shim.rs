@@ -185,13 +185,23 @@ impl Shim {
         let bundle = PathBuf::from(&req.bundle);
         let create = self.create.clone();
         let mut container = tokio::task::spawn_blocking(move || {
-            create(NewContainer {
+            let c = create(NewContainer {
                 id: &id,
                 bundle: &bundle,
                 rootfs_mounts: &rootfs,
                 stdio,
                 profile: &profile,
-            })
+            })?;
+            if profile.audit.is_set() {
+                if let Err(e) = crate::budget::check(&id, c.pid(), &profile.audit) {
+                    // Refused before Create returns: leave nothing behind.
+                    if let Err(d) = c.destroy() {
+                        log::warn!("container {id}: {d}");
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(c)
         })
         .await
         .map_err(|e| Error::Internal(format!("create: {e}")))??;
