@@ -4,6 +4,7 @@
 
 mod error;
 mod observe;
+mod running;
 mod source;
 
 use tent_audit::{report, walk};
@@ -20,6 +21,7 @@ usage: tent audit [--json] [--verbose] [--max-depth N] <DIR>
        tent audit [...] --rootfs-of <CONTAINER> [--namespace NS] [--address SOCK] [--ctr PATH]
        tent audit [...] --pid <PID>
        tent audit [...] --image <REF> [--namespace NS] [--address SOCK] [--snapshotter NAME] [--ctr PATH]
+       tent audit --running [--json] [--state DIR] [--address SOCK] [--ctr PATH]
        tent audit [...] --observe <CONTAINER> [--duration SECS] [--minimal-list] [--namespace NS] [--address SOCK] [--ctr PATH]
 
 Reports what a root file system carries: setuid/setgid files, file capabilities,
@@ -37,6 +39,9 @@ follows a symlink out of the tree; does not descend into other mounts.
                         its root mount, FAN_OPEN|FAN_OPEN_EXEC; no ptrace, the workload unchanged) every
                         file it opens or runs until it stops, SIGINT/SIGTERM/SIGHUP, or --duration;
                         report which findings were used and which never were
+  --running             every running container (all namespaces) with the exposure tent's shim
+                        computed at its Create (kept in <state>/io.containerd.runtime.v2.task/NS/ID/)
+  --state DIR           containerd's state directory (default: $TENT_CONTAINERD_STATE or /run/containerd)
   --duration SECS       stop observing after SECS seconds
   --minimal-list        with --observe: print only the files a minimal image would need
   --namespace NS        containerd namespace (default: $CONTAINERD_NAMESPACE or default)
@@ -58,6 +63,7 @@ enum Target {
     Pid(i32),
     Image(String),
     Observe(String),
+    Running,
 }
 
 struct Args {
@@ -69,6 +75,7 @@ struct Args {
     snapshotter: Option<String>,
     duration: Option<Duration>,
     minimal_list: bool,
+    state: PathBuf,
 }
 
 fn env_or(var: &str, default: &str) -> OsString {
@@ -103,6 +110,7 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
     let mut snapshotter = None;
     let mut duration = None;
     let mut minimal_list = false;
+    let mut state = PathBuf::from(env_or("TENT_CONTAINERD_STATE", "/run/containerd"));
     let set = |t: Target, target: &mut Option<Target>| {
         if target.replace(t).is_some() {
             Err(usage(
@@ -167,6 +175,8 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
                 duration = Some(Duration::from_secs_f64(secs));
             }
             "--minimal-list" => minimal_list = true,
+            "--running" => set(Target::Running, &mut target)?,
+            "--state" => state = PathBuf::from(value(&s)?),
             "--namespace" | "-n" => {
                 containerd.namespace = value(&s)?.to_string_lossy().into_owned()
             }
@@ -196,6 +206,7 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
         snapshotter,
         duration,
         minimal_list,
+        state,
     }))
 }
 
@@ -232,6 +243,11 @@ fn audit(a: &Args) -> Result<(report::Report, Option<observe::Observation>)> {
                 format!("container {id} (/proc/{pid}/root)"),
                 "container",
             )?
+        }
+        Target::Running => {
+            return Err(error::Error::Usage(
+                "--running lists containers; it audits no tree".into(),
+            ))
         }
         Target::Image(image) => {
             let m = source::ImageMount::new(&a.containerd, image, a.snapshotter.as_deref())?;
@@ -315,6 +331,30 @@ fn raise_nofile() {
     }
 }
 
+/// `--running`: the list, as a table or JSON.
+fn running(a: &Args) -> i32 {
+    match running::list(&a.containerd, &a.state) {
+        Ok(rows) if a.json => match serde_json::to_string_pretty(&rows) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("tent audit: JSON: {e}");
+                1
+            }
+        },
+        Ok(rows) => {
+            print!("{}", running::table(&rows));
+            0
+        }
+        Err(e) => {
+            eprintln!("tent audit: {e}");
+            1
+        }
+    }
+}
+
 fn main() {
     raise_nofile();
     let args = match parse(std::env::args_os().skip(1)) {
@@ -328,6 +368,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if matches!(args.target, Target::Running) {
+        std::process::exit(running(&args));
+    }
     match audit(&args) {
         Ok((_, Some(o))) if args.minimal_list => print!("{}", o.minimal_list()),
         Ok((r, o)) if args.json => match serde_json::to_string_pretty(&Observed {

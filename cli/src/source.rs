@@ -36,7 +36,7 @@ impl Containerd {
         c
     }
 
-    fn run(&self, step: String, args: &[&std::ffi::OsStr]) -> Result<String> {
+    pub fn run(&self, step: String, args: &[&std::ffi::OsStr]) -> Result<String> {
         let out = self.command().args(args).output().map_err(|e| Error::Io {
             step: "run",
             path: PathBuf::from(&self.ctr),

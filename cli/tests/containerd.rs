@@ -440,3 +440,92 @@ fn observe_a_server() {
     assert_eq!(finding_state(&v, "shell", "sh"), "indistinct");
     assert_eq!(finding_state(&v, "kernel", "mount"), "indistinct");
 }
+
+/// `tent audit --running`: the shim's summary of each tent container (at its
+/// Create, off the start path, cached by layers), none for runc's.
+#[test]
+fn running_lists_what_the_shim_computed() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shim_dir = std::env::var("TENT_SHIM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target/x86_64-unknown-linux-gnu/release"));
+    if !shim_dir.join("containerd-shim-tent-v1").exists() {
+        eprintln!(
+            "SKIP: no tent shim in {} (hack/build-shim.sh)",
+            shim_dir.display()
+        );
+        return;
+    }
+    let Some(d) = Daemon::up() else { return };
+    let pid = std::process::id();
+    let ids = [
+        (format!("tent-run-a-{pid}"), "io.containerd.tent.v1"),
+        (format!("tent-run-b-{pid}"), "io.containerd.tent.v1"),
+        (format!("tent-run-c-{pid}"), "io.containerd.runc.v2"),
+    ];
+    for (id, rt) in &ids {
+        let o = d.ctr(&[
+            "-n",
+            "default",
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            id,
+            "/bin/tent-testbin",
+            "pause",
+        ]);
+        assert!(
+            o.status.success(),
+            "ctr run {rt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The second tent container starts after the first's summary is cached.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let state = d.dir.join("state");
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let r = d.audit(&["--running", "--state", state.to_str().expect("utf-8")]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+        rows = v.as_array().cloned().unwrap_or_default();
+        let done = ids[..2].iter().all(|(id, _)| {
+            rows.iter()
+                .any(|r| r["id"] == id.as_str() && r.get("summary").is_some())
+        });
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (id, _) in &ids {
+        remove(&d, id);
+    }
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {rows:?}"))
+            .clone()
+    };
+    let a = row(&ids[0].0);
+    let b = row(&ids[1].0);
+    let c = row(&ids[2].0);
+    eprintln!("running: {a}\n{b}\n{c}");
+    for r in [&a, &b] {
+        let s = &r["summary"];
+        assert_eq!(s["busybox"], true, "{r}");
+        assert_eq!(s["shells"], 2, "{r}");
+        assert!(s["kernel_tools"].as_u64().unwrap_or(0) > 10, "{r}");
+        assert!(s["score"].as_u64().unwrap_or(0) > 40, "{r}");
+        assert_eq!(r["namespace"], "default");
+    }
+    assert_eq!(a["summary"]["score"], b["summary"]["score"]);
+    assert_eq!(b["summary"]["cached"], true, "same layers: {b}");
+    assert!(c.get("summary").is_none(), "runc has no summary: {c}");
+    assert!(
+        c["note"].as_str().unwrap_or("").contains("no summary"),
+        "{c}"
+    );
+}

@@ -29,9 +29,10 @@ pub fn validate(b: &AuditBudget) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Walks container `id`'s root (`/proc/<pid>/root` of its waiting init) and
-/// judges it against `b`.
-pub fn check(id: &str, pid: i32, b: &AuditBudget) -> Result<()> {
+/// Walks container `id`'s root: `/proc/<pid>/root` of its init, which has
+/// pivoted into the rootfs before Create returns. Returns the inventory and
+/// the walk's time in ms.
+pub fn walk(id: &str, pid: i32) -> Result<(tent_audit::walk::Inventory, f64)> {
     let started = Instant::now();
     let path = format!("/proc/{pid}/root");
     let cpath = std::ffi::CString::new(path.clone())
@@ -45,28 +46,34 @@ pub fn check(id: &str, pid: i32, b: &AuditBudget) -> Result<()> {
     };
     if fd < 0 {
         return Err(Error::Internal(format!(
-            "container {id}: audit budget: open {path}: {}",
+            "container {id}: audit: open {path}: {}",
             std::io::Error::last_os_error()
         )));
     }
     // SAFETY: a new fd nothing else owns.
     let root = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The init has pivoted into the rootfs before Create returns; if its root
-    // were still the host's, the walk would judge the host.
+    // If the init's root were still the host's, the walk would judge the host.
     let same_as_host = match (nix::sys::stat::fstat(&root), nix::sys::stat::stat("/")) {
         (Ok(a), Ok(h)) => a.st_dev == h.st_dev && a.st_ino == h.st_ino,
         _ => true,
     };
     if same_as_host {
         return Err(Error::Internal(format!(
-            "container {id}: audit budget: {path} (fd {}) is not the container's root",
+            "container {id}: audit: {path} (fd {}) is not the container's root",
             root.as_raw_fd()
         )));
     }
     let inv = tent_audit::walk::scan(root, tent_audit::walk::MAX_DEPTH)
-        .map_err(|e| Error::Internal(format!("container {id}: audit budget: {e}")))?;
+        .map_err(|e| Error::Internal(format!("container {id}: audit: {e}")))?;
+    Ok((inv, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Judges container `id`'s inventory against `b`: `Err` in deny mode when a
+/// rule is broken (or the tree could not be read whole), a warning in warn
+/// mode.
+pub fn judge(id: &str, inv: &tent_audit::walk::Inventory, b: &AuditBudget) -> Result<()> {
     let violations = budget::check(
-        &inv,
+        inv,
         &Limits {
             max_setuid: b.max_setuid,
             max_capabilities: b.max_capabilities,
@@ -75,26 +82,23 @@ pub fn check(id: &str, pid: i32, b: &AuditBudget) -> Result<()> {
     )
     .map_err(Error::InvalidArgument)?;
     let unseen = inv.unreadable.count + inv.too_deep.count;
-    let unseen_first: Vec<String> = inv
-        .unreadable
-        .items
-        .iter()
-        .map(|p| p.path.clone())
-        .chain(inv.too_deep.items.iter().cloned())
-        .take(budget::SHOWN)
-        .collect();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let report = tent_audit::report::Report::new(format!("container {id}"), "container", inv, ms);
-    log::info!("container {id}: audit {} (walk {ms:.1} ms)", report.verdict);
     let mode = match b.mode {
         BudgetMode::Warn => "warn",
         BudgetMode::Deny => "deny",
     };
     if b.mode == BudgetMode::Deny && unseen > 0 {
+        let first: Vec<String> = inv
+            .unreadable
+            .items
+            .iter()
+            .map(|p| p.path.clone())
+            .chain(inv.too_deep.items.iter().cloned())
+            .take(budget::SHOWN)
+            .collect();
         return Err(Error::FailedPrecondition(format!(
             "container {id}: tent's audit budget cannot be checked: {unseen} entries not read: {} \
              (profile [audit] mode = \"deny\")",
-            unseen_first.join(", ")
+            first.join(", ")
         )));
     }
     if violations.is_empty() {

@@ -25,6 +25,7 @@ mod service;
 mod shim;
 mod shimlog;
 mod start;
+mod summary;
 mod task;
 
 #[cfg(test)]
