@@ -29,10 +29,32 @@ pub fn validate(b: &AuditBudget) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A pidfd of `pid`, taken while it is known to be the container's init
+/// (before Create returns it cannot have been reaped), so a later walk can
+/// prove the pid was not reused.
+pub fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new fd nothing else owns.
+    (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// Whether the process of `pidfd` has exited.
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+}
+
 /// Walks container `id`'s root: `/proc/<pid>/root` of its init, which has
-/// pivoted into the rootfs before Create returns. Returns the inventory and
-/// the walk's time in ms.
-pub fn walk(id: &str, pid: i32) -> Result<(tent_audit::walk::Inventory, f64)> {
+/// pivoted into the rootfs before Create returns, proven to be that
+/// process's by `pidfd` (still alive once the root is open). Returns the
+/// inventory and the walk's time in ms.
+pub fn walk(id: &str, pid: i32, pidfd: &OwnedFd) -> Result<(tent_audit::walk::Inventory, f64)> {
     let started = Instant::now();
     let path = format!("/proc/{pid}/root");
     let cpath = std::ffi::CString::new(path.clone())
@@ -52,6 +74,11 @@ pub fn walk(id: &str, pid: i32) -> Result<(tent_audit::walk::Inventory, f64)> {
     }
     // SAFETY: a new fd nothing else owns.
     let root = unsafe { OwnedFd::from_raw_fd(fd) };
+    if exited(pidfd) {
+        return Err(Error::Internal(format!(
+            "container {id}: audit: its init (pid {pid}) exited"
+        )));
+    }
     // If the init's root were still the host's, the walk would judge the host.
     let same_as_host = match (nix::sys::stat::fstat(&root), nix::sys::stat::stat("/")) {
         (Ok(a), Ok(h)) => a.st_dev == h.st_dev && a.st_ino == h.st_ino,

@@ -199,16 +199,21 @@ impl Shim {
                 return Ok((c, None));
             }
             // Deny mode: judged before Create returns, on the image as it is.
-            let judged = crate::budget::walk(&id, c.pid()).and_then(|(inv, ms)| {
-                crate::budget::judge(&id, &inv, &profile.audit)?;
-                let r = tent_audit::report::Report::new(
-                    format!("container {id}"),
-                    "container",
-                    inv,
-                    ms,
-                );
-                Ok(crate::summary::Summary::of(&r))
+            let pidfd = crate::budget::pidfd(c.pid()).ok_or_else(|| {
+                Error::Internal(format!("container {id}: audit: pidfd_open {}", c.pid()))
             });
+            let judged = pidfd
+                .and_then(|fd| crate::budget::walk(&id, c.pid(), &fd))
+                .and_then(|(inv, ms)| {
+                    crate::budget::judge(&id, &inv, &profile.audit)?;
+                    let r = tent_audit::report::Report::new(
+                        format!("container {id}"),
+                        "container",
+                        inv,
+                        ms,
+                    );
+                    Ok(crate::summary::Summary::of(&r))
+                });
             match judged {
                 Ok(s) => Ok((c, Some(s))),
                 Err(e) => {
@@ -250,6 +255,7 @@ impl Shim {
             None => crate::summary::spawn(
                 req.id.clone(),
                 pid,
+                crate::budget::pidfd(pid),
                 PathBuf::from(&req.bundle),
                 layers,
                 budget,

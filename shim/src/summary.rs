@@ -150,7 +150,17 @@ fn lower_priority() {
 
 /// Starts the summary of container `id` (init `pid`) on its own thread. A
 /// warn-mode budget is judged there too (it walks; the cache holds no lists).
-pub fn spawn(id: String, pid: i32, bundle: PathBuf, key: Option<String>, budget: AuditBudget) {
+pub fn spawn(
+    id: String,
+    pid: i32,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    bundle: PathBuf,
+    key: Option<String>,
+    budget: AuditBudget,
+) {
+    let Some(pidfd) = pidfd else {
+        return log::debug!("container {id}: no audit summary: no pidfd for pid {pid}");
+    };
     let run = move || {
         lower_priority();
         let judge = budget.is_set();
@@ -160,7 +170,7 @@ pub fn spawn(id: String, pid: i32, bundle: PathBuf, key: Option<String>, budget:
                 return keep(&id, &bundle, &s);
             }
         }
-        let (inv, ms) = match crate::budget::walk(&id, pid) {
+        let (inv, ms) = match crate::budget::walk(&id, pid, &pidfd) {
             Ok(w) => w,
             Err(e) => return log::debug!("container {id}: no audit summary: {e}"),
         };
