@@ -65,7 +65,15 @@ fn warn_runs_and_logs() {
     let r = c.run(&id, &["/bin/tent-testbin", "exit", "0"], &opts);
     r.assert_ok();
     c.assert_no_leftovers(&id);
-    let log = log_since(c, from);
+    // Judged off the start path: the line may come after `ctr run` returned.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = log_since(c, from);
+        if log.contains("exceeds tent's audit budget") && log.contains("audit score") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let line = log
         .lines()
         .find(|l| l.contains(&id) && l.contains("exceeds tent's audit budget"))

@@ -29,36 +29,25 @@ pub fn validate(b: &AuditBudget) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// A pidfd of `pid`, taken while it is known to be the container's init
-/// (before Create returns it cannot have been reaped), so a later walk can
-/// prove the pid was not reused.
-pub fn pidfd(pid: i32) -> Option<OwnedFd> {
+/// Opens container `id`'s root, `/proc/<pid>/root` of its init (pivoted
+/// into the rootfs before Create returns), while Create still holds the init:
+/// a pidfd taken first must still be alive once the root is open, so the fd
+/// is that process's root. Opened on Create's path (a few system calls) so
+/// that a walk after an init that exits at once still has its tree.
+pub fn open_root(id: &str, pid: i32) -> Result<OwnedFd> {
+    let fail = |what: String| Error::Internal(format!("container {id}: audit: {what}"));
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(fail(format!(
+            "pidfd_open {pid}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
     // SAFETY: a new fd nothing else owns.
-    (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as i32) })
-}
-
-/// Whether the process of `pidfd` has exited.
-fn exited(pidfd: &OwnedFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) != 0 }
-}
-
-/// Walks container `id`'s root: `/proc/<pid>/root` of its init, which has
-/// pivoted into the rootfs before Create returns, proven to be that
-/// process's by `pidfd` (still alive once the root is open). Returns the
-/// inventory and the walk's time in ms.
-pub fn walk(id: &str, pid: i32, pidfd: &OwnedFd) -> Result<(tent_audit::walk::Inventory, f64)> {
-    let started = Instant::now();
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
     let path = format!("/proc/{pid}/root");
-    let cpath = std::ffi::CString::new(path.clone())
-        .map_err(|e| Error::Internal(format!("audit: {path}: {e}")))?;
+    let cpath = std::ffi::CString::new(path.clone()).map_err(|e| fail(format!("{path}: {e}")))?;
     // SAFETY: open on a NUL-terminated path; the fd is owned below.
     let fd = unsafe {
         libc::open(
@@ -67,17 +56,21 @@ pub fn walk(id: &str, pid: i32, pidfd: &OwnedFd) -> Result<(tent_audit::walk::In
         )
     };
     if fd < 0 {
-        return Err(Error::Internal(format!(
-            "container {id}: audit: open {path}: {}",
+        return Err(fail(format!(
+            "open {path}: {}",
             std::io::Error::last_os_error()
         )));
     }
     // SAFETY: a new fd nothing else owns.
     let root = unsafe { OwnedFd::from_raw_fd(fd) };
-    if exited(pidfd) {
-        return Err(Error::Internal(format!(
-            "container {id}: audit: its init (pid {pid}) exited"
-        )));
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
+        return Err(fail(format!("its init (pid {pid}) exited")));
     }
     // If the init's root were still the host's, the walk would judge the host.
     let same_as_host = match (nix::sys::stat::fstat(&root), nix::sys::stat::stat("/")) {
@@ -85,11 +78,15 @@ pub fn walk(id: &str, pid: i32, pidfd: &OwnedFd) -> Result<(tent_audit::walk::In
         _ => true,
     };
     if same_as_host {
-        return Err(Error::Internal(format!(
-            "container {id}: audit: {path} (fd {}) is not the container's root",
-            root.as_raw_fd()
-        )));
+        return Err(fail(format!("{path} is not the container's root")));
     }
+    Ok(root)
+}
+
+/// Walks a container's root (from [`open_root`]). Returns the inventory and
+/// the walk's time in ms.
+pub fn walk(id: &str, root: OwnedFd) -> Result<(tent_audit::walk::Inventory, f64)> {
+    let started = Instant::now();
     let inv = tent_audit::walk::scan(root, tent_audit::walk::MAX_DEPTH)
         .map_err(|e| Error::Internal(format!("container {id}: audit: {e}")))?;
     Ok((inv, started.elapsed().as_secs_f64() * 1000.0))

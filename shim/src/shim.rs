@@ -199,11 +199,8 @@ impl Shim {
                 return Ok((c, None));
             }
             // Deny mode: judged before Create returns, on the image as it is.
-            let pidfd = crate::budget::pidfd(c.pid()).ok_or_else(|| {
-                Error::Internal(format!("container {id}: audit: pidfd_open {}", c.pid()))
-            });
-            let judged = pidfd
-                .and_then(|fd| crate::budget::walk(&id, c.pid(), &fd))
+            let judged = crate::budget::open_root(&id, c.pid())
+                .and_then(|root| crate::budget::walk(&id, root))
                 .and_then(|(inv, ms)| {
                     crate::budget::judge(&id, &inv, &profile.audit)?;
                     let r = tent_audit::report::Report::new(
@@ -254,8 +251,7 @@ impl Shim {
             Some(s) => crate::summary::keep(&req.id, Path::new(&req.bundle), &s),
             None => crate::summary::spawn(
                 req.id.clone(),
-                pid,
-                crate::budget::pidfd(pid),
+                crate::budget::open_root(&req.id, pid),
                 PathBuf::from(&req.bundle),
                 layers,
                 budget,

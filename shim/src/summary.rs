@@ -136,6 +136,42 @@ fn store(dir: &Path, key: &str, s: &Summary) {
     }
 }
 
+/// Summaries in flight, for [`drain`].
+static PENDING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Counts a summary thread in flight while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> InFlight {
+        *PENDING.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = PENDING.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        PENDING.1.notify_all();
+    }
+}
+
+/// Waits (at most `limit`) for the summaries in flight: the shim calls it
+/// before it exits, so a container that lived a few milliseconds still gets
+/// its summary logged and its warn-mode budget judged.
+pub fn drain(limit: std::time::Duration) {
+    let n = PENDING.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (n, timeout) = PENDING
+        .1
+        .wait_timeout_while(n, limit, |n| *n > 0)
+        .unwrap_or_else(|p| p.into_inner());
+    if timeout.timed_out() {
+        log::warn!("{} audit summaries unfinished at exit", *n);
+    }
+}
+
 /// This thread at the lowest CPU and I/O priority (Linux applies both per
 /// thread).
 fn lower_priority() {
@@ -148,20 +184,23 @@ fn lower_priority() {
     }
 }
 
-/// Starts the summary of container `id` (init `pid`) on its own thread. A
+/// Starts the summary of container `id` (its root opened by
+/// `budget::open_root`) on its own thread. A
 /// warn-mode budget is judged there too (it walks; the cache holds no lists).
 pub fn spawn(
     id: String,
-    pid: i32,
-    pidfd: Option<std::os::fd::OwnedFd>,
+    root: crate::error::Result<std::os::fd::OwnedFd>,
     bundle: PathBuf,
     key: Option<String>,
     budget: AuditBudget,
 ) {
-    let Some(pidfd) = pidfd else {
-        return log::debug!("container {id}: no audit summary: no pidfd for pid {pid}");
+    let root = match root {
+        Ok(r) => r,
+        Err(e) => return log::warn!("no audit summary: {e}"),
     };
+    let in_flight = InFlight::new();
     let run = move || {
+        let _in_flight = in_flight;
         lower_priority();
         let judge = budget.is_set();
         let cache = cache_dir(&bundle).zip(key);
@@ -170,7 +209,7 @@ pub fn spawn(
                 return keep(&id, &bundle, &s);
             }
         }
-        let (inv, ms) = match crate::budget::walk(&id, pid, &pidfd) {
+        let (inv, ms) = match crate::budget::walk(&id, root) {
             Ok(w) => w,
             Err(e) => return log::debug!("container {id}: no audit summary: {e}"),
         };
