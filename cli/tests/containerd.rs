@@ -319,7 +319,8 @@ fn task_pid(d: &Daemon, id: &str) -> i32 {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!(
-        "task {id} never ran: {}",
+        "task {id} never ran (an image whose tent-testbin lacks `serve`? hack/test.sh rebuilds \
+         .cache/images/tent-test.tar; TENT_IMAGE names another): {}",
         text(&d.ctr(&["-n", "default", "task", "ls"]))
     );
 }
