@@ -98,7 +98,9 @@ pub fn table(rows: &[Running]) -> String {
                     "{:<10} {id:<28} {:>8} {:>5}  {}",
                     r.namespace,
                     r.pid,
-                    s["score"],
+                    s["score"]
+                        .as_u64()
+                        .map_or_else(|| "?".into(), |n| n.to_string()),
                     s["verdict"].as_str().unwrap_or("?")
                 );
             }
