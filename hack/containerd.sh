@@ -134,6 +134,10 @@ $common
   runtime_type = "io.containerd.tent.v1"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-compat.options]
   ConfigPath = "$REPO/config/tent-compat.toml"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget.options]
+  ConfigPath = "$REPO/config/tent-budget.toml"
 [plugins."io.containerd.cri.v1.runtime".cni]
   bin_dirs = ["$d/cni/bin"]
   conf_dir = "$d/cni/net.d"
@@ -165,6 +169,10 @@ $common
   runtime_type = "io.containerd.tent.v1"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-compat.options]
   ConfigPath = "$REPO/config/tent-compat.toml"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-budget]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-budget.options]
+  ConfigPath = "$REPO/config/tent-budget.toml"
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "$d/cni/bin"
   conf_dir = "$d/cni/net.d"

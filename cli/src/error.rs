@@ -24,6 +24,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The walk of the root failed.
+    #[error(transparent)]
+    Audit(#[from] tent_audit::Error),
     /// `ctr` (containerd's client) refused or failed; `detail` is its stderr.
     #[error("{step}: {detail}")]
     Containerd { step: String, detail: String },

@@ -2,17 +2,17 @@
 //! carries that could widen what a container's processes can do (see
 //! `cli/README.md`).
 
-mod caps;
-mod classify;
-mod elf;
 mod error;
-mod report;
+mod observe;
+mod running;
 mod source;
-mod walk;
+
+use tent_audit::{report, walk};
 
 use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use error::{Error, Result};
 
@@ -21,6 +21,8 @@ usage: tent audit [--json] [--verbose] [--max-depth N] <DIR>
        tent audit [...] --rootfs-of <CONTAINER> [--namespace NS] [--address SOCK] [--ctr PATH]
        tent audit [...] --pid <PID>
        tent audit [...] --image <REF> [--namespace NS] [--address SOCK] [--snapshotter NAME] [--ctr PATH]
+       tent audit --running [--json] [--state DIR] [--address SOCK] [--ctr PATH]
+       tent audit [...] --observe <CONTAINER> [--duration SECS] [--minimal-list] [--namespace NS] [--address SOCK] [--ctr PATH]
 
 Reports what a root file system carries: setuid/setgid files, file capabilities,
 shells, package managers, interpreters, compilers/debuggers/tracers, network and
@@ -33,6 +35,15 @@ follows a symlink out of the tree; does not descend into other mounts.
   --pid PID             a process's root: /proc/PID/root
   --image REF           an image: its snapshot mounted read-only with `ctr images mount`,
                         audited, then `ctr images unmount --rm` (nothing left behind)
+  --observe ID          audit a running container's root, then record with fanotify (FAN_MARK_MOUNT on
+                        its root mount, FAN_OPEN|FAN_OPEN_EXEC; no ptrace, the workload unchanged) every
+                        file it opens or runs until it stops, SIGINT/SIGTERM/SIGHUP, or --duration;
+                        report which findings were used and which never were
+  --running             every running container (all namespaces) with the exposure tent's shim
+                        computed at its Create (kept in <state>/io.containerd.runtime.v2.task/NS/ID/)
+  --state DIR           containerd's state directory (default: $TENT_CONTAINERD_STATE or /run/containerd)
+  --duration SECS       stop observing after SECS seconds
+  --minimal-list        with --observe: print only the files a minimal image would need
   --namespace NS        containerd namespace (default: $CONTAINERD_NAMESPACE or default)
   --address SOCK        containerd socket (default: $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)
   --ctr PATH            the ctr binary (default: $TENT_CTR or ctr)
@@ -51,6 +62,8 @@ enum Target {
     Container(String),
     Pid(i32),
     Image(String),
+    Observe(String),
+    Running,
 }
 
 struct Args {
@@ -60,6 +73,9 @@ struct Args {
     max_depth: usize,
     containerd: source::Containerd,
     snapshotter: Option<String>,
+    duration: Option<Duration>,
+    minimal_list: bool,
+    state: PathBuf,
 }
 
 fn env_or(var: &str, default: &str) -> OsString {
@@ -92,10 +108,13 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
             .into_owned(),
     };
     let mut snapshotter = None;
+    let mut duration = None;
+    let mut minimal_list = false;
+    let mut state = PathBuf::from(env_or("TENT_CONTAINERD_STATE", "/run/containerd"));
     let set = |t: Target, target: &mut Option<Target>| {
         if target.replace(t).is_some() {
             Err(usage(
-                "one target only: a directory, --rootfs-of, --pid or --image".into(),
+                "one target only: a directory, --rootfs-of, --pid, --image or --observe".into(),
             ))
         } else {
             Ok(())
@@ -136,6 +155,28 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
                 let v = value(&s)?.to_string_lossy().into_owned();
                 set(Target::Image(v), &mut target)?;
             }
+            "--observe" => {
+                let v = value(&s)?.to_string_lossy().into_owned();
+                set(Target::Observe(v), &mut target)?;
+            }
+            "--duration" => {
+                let v = value(&s)?;
+                let secs: f64 = v
+                    .to_string_lossy()
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "--duration: not a positive number of seconds: {}",
+                            v.to_string_lossy()
+                        ))
+                    })?;
+                duration = Some(Duration::from_secs_f64(secs));
+            }
+            "--minimal-list" => minimal_list = true,
+            "--running" => set(Target::Running, &mut target)?,
+            "--state" => state = PathBuf::from(value(&s)?),
             "--namespace" | "-n" => {
                 containerd.namespace = value(&s)?.to_string_lossy().into_owned()
             }
@@ -148,8 +189,14 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
             _ => set(Target::Dir(PathBuf::from(a)), &mut target)?,
         }
     }
-    let target = target
-        .ok_or_else(|| usage("what to audit: a directory, --rootfs-of, --pid or --image".into()))?;
+    let target = target.ok_or_else(|| {
+        usage("what to audit: a directory, --rootfs-of, --pid, --image or --observe".into())
+    })?;
+    if !matches!(target, Target::Observe(_)) && (duration.is_some() || minimal_list) {
+        return Err(usage(
+            "--duration and --minimal-list go with --observe".into(),
+        ));
+    }
     Ok(Some(Args {
         target,
         json,
@@ -157,10 +204,13 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
         max_depth,
         containerd,
         snapshotter,
+        duration,
+        minimal_list,
+        state,
     }))
 }
 
-fn audit(a: &Args) -> Result<report::Report> {
+fn audit(a: &Args) -> Result<(report::Report, Option<observe::Observation>)> {
     let started = Instant::now();
     let scan = |root, what: String, src| -> Result<report::Report> {
         let walk_start = Instant::now();
@@ -178,6 +228,7 @@ fn audit(a: &Args) -> Result<report::Report> {
         }
         Ok(report::Report::new(what, src, inv, ms))
     };
+    let mut observation = None;
     let r = match &a.target {
         Target::Dir(d) => scan(source::open_dir(d)?, d.display().to_string(), "directory")?,
         Target::Pid(pid) => scan(
@@ -193,6 +244,11 @@ fn audit(a: &Args) -> Result<report::Report> {
                 "container",
             )?
         }
+        Target::Running => {
+            return Err(error::Error::Usage(
+                "--running lists containers; it audits no tree".into(),
+            ))
+        }
         Target::Image(image) => {
             let m = source::ImageMount::new(&a.containerd, image, a.snapshotter.as_deref())?;
             let r = scan(
@@ -203,6 +259,35 @@ fn audit(a: &Args) -> Result<report::Report> {
             drop(m);
             r
         }
+        Target::Observe(id) => {
+            let pid = a.containerd.task_pid(id)?;
+            let (pidfd, root) = source::open_proc_root_pidfd(pid)?;
+            // Marked before the walk, so nothing the workload does meanwhile
+            // is missed; the walk's own opens are told apart by pid.
+            let rec = observe::Recorder::new(root, pid)?;
+            let walk_root = rec
+                .root()
+                .try_clone_to_owned()
+                .map_err(|e| error::Error::Io {
+                    step: "dup",
+                    path: PathBuf::from(format!("/proc/{pid}/root")),
+                    source: e,
+                })?;
+            let r = scan(
+                walk_root,
+                format!("container {id} (/proc/{pid}/root)"),
+                "container",
+            )?;
+            let watches = observe::watches(rec.root(), &r.inventory);
+            eprintln!(
+                "tent audit: observing container {id} (pid {pid}){}; SIGINT or SIGTERM ends it",
+                a.duration
+                    .map_or_else(String::new, |d| format!(" for {:.1} s", d.as_secs_f64()))
+            );
+            let recording = rec.record(pidfd.as_fd(), a.duration)?;
+            observation = Some(observe::Observation::new(recording, watches));
+            r
+        }
     };
     if a.verbose {
         eprintln!(
@@ -211,7 +296,16 @@ fn audit(a: &Args) -> Result<report::Report> {
             peak_rss_kib().map_or_else(|| "?".to_string(), |k| k.to_string())
         );
     }
-    Ok(r)
+    Ok((r, observation))
+}
+
+/// The JSON of an observed audit: the audit's fields and `observe`.
+#[derive(serde::Serialize)]
+struct Observed<'a> {
+    #[serde(flatten)]
+    report: &'a report::Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observe: Option<&'a observe::Observation>,
 }
 
 /// This process's peak resident set (`VmHWM`), KiB.
@@ -237,6 +331,30 @@ fn raise_nofile() {
     }
 }
 
+/// `--running`: the list, as a table or JSON.
+fn running(a: &Args) -> i32 {
+    match running::list(&a.containerd, &a.state) {
+        Ok(rows) if a.json => match serde_json::to_string_pretty(&rows) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("tent audit: JSON: {e}");
+                1
+            }
+        },
+        Ok(rows) => {
+            print!("{}", running::table(&rows));
+            0
+        }
+        Err(e) => {
+            eprintln!("tent audit: {e}");
+            1
+        }
+    }
+}
+
 fn main() {
     raise_nofile();
     let args = match parse(std::env::args_os().skip(1)) {
@@ -250,15 +368,27 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if matches!(args.target, Target::Running) {
+        std::process::exit(running(&args));
+    }
     match audit(&args) {
-        Ok(r) if args.json => match serde_json::to_string_pretty(&r) {
+        Ok((_, Some(o))) if args.minimal_list => print!("{}", o.minimal_list()),
+        Ok((r, o)) if args.json => match serde_json::to_string_pretty(&Observed {
+            report: &r,
+            observe: o.as_ref(),
+        }) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("tent audit: JSON: {e}");
                 std::process::exit(1);
             }
         },
-        Ok(r) => print!("{}", report::table(&r)),
+        Ok((r, o)) => {
+            print!("{}", report::table(&r));
+            if let Some(o) = o {
+                print!("{}", o.table());
+            }
+        }
         Err(e) => {
             eprintln!("tent audit: {e}");
             std::process::exit(1);

@@ -36,7 +36,7 @@ impl Containerd {
         c
     }
 
-    fn run(&self, step: String, args: &[&std::ffi::OsStr]) -> Result<String> {
+    pub fn run(&self, step: String, args: &[&std::ffi::OsStr]) -> Result<String> {
         let out = self.command().args(args).output().map_err(|e| Error::Io {
             step: "run",
             path: PathBuf::from(&self.ctr),
@@ -88,6 +88,12 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd> {
 /// pidfd taken first must still be alive after the open, so the pid cannot
 /// have been reused in between.
 pub fn open_proc_root(pid: i32) -> Result<OwnedFd> {
+    open_proc_root_pidfd(pid).map(|(_, root)| root)
+}
+
+/// As [`open_proc_root`], and returns the pidfd too (readable when the
+/// process exits).
+pub fn open_proc_root_pidfd(pid: i32) -> Result<(OwnedFd, OwnedFd)> {
     let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -111,7 +117,7 @@ pub fn open_proc_root(pid: i32) -> Result<OwnedFd> {
             nix::Error::ESRCH,
         ));
     }
-    Ok(root)
+    Ok((pidfd, root))
 }
 
 /// An image's snapshot, mounted read-only by `ctr images mount` in a fresh

@@ -179,3 +179,354 @@ fn image_and_running_container() {
     assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("no-such-container"), "{}", r.stderr);
 }
+
+/// `tent audit --observe ID --json` started in the background; returns once
+/// it says the mark is in place.
+struct Observer {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Observer {
+    fn start(d: &Daemon, id: &str) -> Observer {
+        use std::io::{BufRead, Read};
+        let mut child = Command::new(tent())
+            .args(["audit", "--json", "--observe", id, "--duration", "60"])
+            .arg("--address")
+            .arg(d.dir.join("containerd.sock"))
+            .arg("--ctr")
+            .arg(d.dir.join("bin/ctr"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tent audit --observe");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(err).lines().map_while(|l| l.ok()) {
+                if line.contains("observing container") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tent audit --observe never started: {}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        Observer {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits (30 s at most) for the report.
+    fn finish(mut self) -> Value {
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("tent audit --observe did not end");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = self.stdout.join().expect("stdout thread");
+        let err = self.stderr.join().expect("stderr thread");
+        assert!(status.success(), "tent audit --observe: {status}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    }
+}
+
+/// An HTTP GET of `path` on 127.0.0.1:`port` inside `pid`'s network
+/// namespace (a thread of the test enters it: nothing runs in the
+/// container, so the host side opens none of its files). Retries for 10 s.
+fn fetch_in_netns(pid: i32, port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open netns");
+        // SAFETY: setns on a valid netns fd, affecting only this thread.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        loopback_up();
+        let mut last = String::new();
+        for _ in 0..200 {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(mut c) => {
+                    c.write_all(req.as_bytes()).expect("send");
+                    let mut s = String::new();
+                    let _ = c.read_to_string(&mut s);
+                    return s;
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("connect 127.0.0.1:{port} in netns of {pid}: {last}");
+    })
+    .join()
+    .expect("fetch thread")
+}
+
+/// Brings `lo` up in this thread's network namespace: runc does for a new
+/// network namespace, tent (without CNI, as under `ctr run`) leaves it down.
+fn loopback_up() {
+    // SAFETY: a local socket and a zeroed ifreq naming "lo", for two ioctls.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(s >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let ok = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) == 0 && {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) == 0
+        };
+        let err = std::io::Error::last_os_error();
+        libc::close(s);
+        assert!(ok, "bring lo up: {err}");
+    }
+}
+
+fn task_pid(d: &Daemon, id: &str) -> i32 {
+    for _ in 0..200 {
+        let o = d.ctr(&["-n", "default", "task", "ls"]);
+        for line in text(&o).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first() == Some(&id) && f.get(2) == Some(&"RUNNING") {
+                return f[1].parse().expect("pid");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "task {id} never ran (an image whose tent-testbin lacks `serve`? hack/test.sh rebuilds \
+         .cache/images/tent-test.tar; TENT_IMAGE names another): {}",
+        text(&d.ctr(&["-n", "default", "task", "ls"]))
+    );
+}
+
+fn remove(d: &Daemon, id: &str) {
+    let _ = d.ctr(&["-n", "default", "task", "kill", "-s", "KILL", id]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = d.ctr(&["-n", "default", "task", "delete", "-f", id]);
+    let _ = d.ctr(&["-n", "default", "container", "delete", id]);
+}
+
+fn finding_state(v: &Value, kind: &str, name: &str) -> String {
+    v["observe"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == kind && (f["name"] == name || f["path"] == name))
+        .unwrap_or_else(|| panic!("no {kind} finding {name}: {}", v["observe"]["findings"]))
+        ["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn start(d: &Daemon, id: &str, cmd: &[&str]) -> i32 {
+    let runtime =
+        std::env::var("TENT_TEST_RUNTIME").unwrap_or_else(|_| "io.containerd.runc.v2".into());
+    let mut args = vec![
+        "-n",
+        "default",
+        "run",
+        "-d",
+        "--runtime",
+        &runtime,
+        IMAGE,
+        id,
+    ];
+    args.extend(cmd);
+    let o = d.ctr(&args);
+    assert!(
+        o.status.success(),
+        "ctr run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    task_pid(d, id)
+}
+
+#[test]
+fn observe_a_server() {
+    let Some(d) = Daemon::up() else { return };
+
+    // A server that is not busybox: it opens /etc/group per request and
+    // nothing else. It was exec'd before the observer started, so its
+    // binary counts only through what the running process holds.
+    let id = format!("tent-observe-{}", std::process::id());
+    let pid = start(
+        &d,
+        &id,
+        &["/bin/tent-testbin", "serve", "8080", "/etc/group"],
+    );
+    let obs = Observer::start(&d, &id);
+    let page = fetch_in_netns(pid, 8080, "/");
+    assert!(
+        page.contains("200 OK") && page.contains("tent:x:1000"),
+        "the test image's tent-testbin has no `serve` (rebuild it and the image: hack/test.sh \
+         does): {page}"
+    );
+    let _ = d.ctr(&["-n", "default", "task", "kill", "-s", "KILL", &id]);
+    let v = obs.finish();
+    remove(&d, &id);
+    let o = &v["observe"];
+    eprintln!("observe: {o}");
+    assert_eq!(o["ended_by"], "container-stopped");
+    assert_eq!(o["events_lost"], false);
+    assert_eq!(o["used"]["/bin/tent-testbin"]["executed"], true, "{o}");
+    assert_eq!(o["used"]["/etc/group"]["opened"], true, "{o}");
+    for never in ["/etc/passwd", "/bin/busybox"] {
+        assert!(o["used"].get(never).is_none(), "{never} used? {o}");
+    }
+    for (kind, name) in [
+        ("shell", "sh"),
+        ("shell", "ash"),
+        ("kernel", "mount"),
+        ("kernel", "nsenter"),
+        ("package-manager", "rpm"),
+        ("network", "wget"),
+        ("busybox", "/bin/busybox"),
+    ] {
+        assert_eq!(finding_state(&v, kind, name), "unused", "{kind} {name}");
+    }
+
+    // busybox httpd: busybox ran, so its applets (the shell among them)
+    // cannot be told apart; the page it served is used. Ended by SIGINT.
+    let id = format!("tent-observe-bb-{}", std::process::id());
+    let pid = start(
+        &d,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /tmp/www && echo hello-tent > /tmp/www/index.html && exec httpd -f -p 8081 -h /tmp/www",
+        ],
+    );
+    let obs = Observer::start(&d, &id);
+    let page = fetch_in_netns(pid, 8081, "/index.html");
+    assert!(page.contains("hello-tent"), "{page}");
+    // SAFETY: a signal to the child this test spawned.
+    unsafe { libc::kill(obs.child.id() as i32, libc::SIGINT) };
+    let v = obs.finish();
+    remove(&d, &id);
+    let o = &v["observe"];
+    eprintln!("observe busybox: {o}");
+    assert_eq!(o["ended_by"], "signal");
+    assert_eq!(o["used"]["/bin/busybox"]["executed"], true, "{o}");
+    assert_eq!(o["used"]["/tmp/www/index.html"]["opened"], true, "{o}");
+    assert_eq!(o["busybox_ran"][0], "/bin/busybox");
+    assert_eq!(finding_state(&v, "busybox", "/bin/busybox"), "used");
+    assert_eq!(finding_state(&v, "shell", "sh"), "indistinct");
+    assert_eq!(finding_state(&v, "kernel", "mount"), "indistinct");
+}
+
+/// `tent audit --running`: the shim's summary of each tent container (at its
+/// Create, off the start path, cached by layers), none for runc's.
+#[test]
+fn running_lists_what_the_shim_computed() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shim_dir = std::env::var("TENT_SHIM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target/x86_64-unknown-linux-gnu/release"));
+    if !shim_dir.join("containerd-shim-tent-v1").exists() {
+        eprintln!(
+            "SKIP: no tent shim in {} (hack/build-shim.sh)",
+            shim_dir.display()
+        );
+        return;
+    }
+    let Some(d) = Daemon::up() else { return };
+    let pid = std::process::id();
+    let ids = [
+        (format!("tent-run-a-{pid}"), "io.containerd.tent.v1"),
+        (format!("tent-run-b-{pid}"), "io.containerd.tent.v1"),
+        (format!("tent-run-c-{pid}"), "io.containerd.runc.v2"),
+    ];
+    for (id, rt) in &ids {
+        let o = d.ctr(&[
+            "-n",
+            "default",
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            id,
+            "/bin/tent-testbin",
+            "pause",
+        ]);
+        assert!(
+            o.status.success(),
+            "ctr run {rt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The second tent container starts after the first's summary is cached.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let state = d.dir.join("state");
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let r = d.audit(&["--running", "--state", state.to_str().expect("utf-8")]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+        rows = v.as_array().cloned().unwrap_or_default();
+        let done = ids[..2].iter().all(|(id, _)| {
+            rows.iter()
+                .any(|r| r["id"] == id.as_str() && r.get("summary").is_some())
+        });
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (id, _) in &ids {
+        remove(&d, id);
+    }
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {rows:?}"))
+            .clone()
+    };
+    let a = row(&ids[0].0);
+    let b = row(&ids[1].0);
+    let c = row(&ids[2].0);
+    eprintln!("running: {a}\n{b}\n{c}");
+    for r in [&a, &b] {
+        let s = &r["summary"];
+        assert_eq!(s["busybox"], true, "{r}");
+        assert_eq!(s["shells"], 2, "{r}");
+        assert!(s["kernel_tools"].as_u64().unwrap_or(0) > 10, "{r}");
+        assert!(s["score"].as_u64().unwrap_or(0) > 40, "{r}");
+        assert_eq!(r["namespace"], "default");
+    }
+    assert_eq!(a["summary"]["score"], b["summary"]["score"]);
+    assert_eq!(b["summary"]["cached"], true, "same layers: {b}");
+    assert!(c.get("summary").is_none(), "runc has no summary: {c}");
+    assert!(
+        c["note"].as_str().unwrap_or("").contains("no summary"),
+        "{c}"
+    );
+}

@@ -45,6 +45,8 @@ pub const CRI_NAMESPACE: &str = "k8s.io";
 pub const TENT: &str = "tent";
 pub const TENT_COMPAT: &str = "tent-compat";
 pub const RUNC: &str = "runc";
+/// tent with an audit budget in deny mode (`config/tent-budget.toml`).
+pub const TENT_BUDGET: &str = "tent-budget";
 /// Bound of one CRI call (RunPodSandbox included).
 pub const CRI_TIMEOUT: Duration = Duration::from_secs(60);
 /// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).

@@ -51,7 +51,7 @@ pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
 pub use features::{features, features_json, FEATURES_TYPE_URL};
-pub use profile::{Allow, Mode, Profile};
+pub use profile::{Allow, AuditBudget, BudgetMode, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
 #[derive(Debug, Clone, Default)]

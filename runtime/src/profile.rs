@@ -50,6 +50,42 @@ pub struct Allow {
 pub struct Profile {
     pub mode: Mode,
     pub allow: Allow,
+    /// `[audit]`: what the image may carry (checked by the shim at Create).
+    pub audit: AuditBudget,
+}
+
+/// What a budget breach does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetMode {
+    /// Log the breach; the container runs.
+    #[default]
+    Warn,
+    /// Create fails with an error naming the files and the rule.
+    Deny,
+}
+
+/// An audit budget: limits on the rootfs's contents (tent-audit's
+/// findings). Empty: nothing is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditBudget {
+    pub mode: BudgetMode,
+    /// Setuid/setgid files allowed.
+    pub max_setuid: Option<u64>,
+    /// Files with capabilities (`security.capability`) allowed.
+    pub max_capabilities: Option<u64>,
+    /// Kinds the image may not hold: "shell", "package-manager",
+    /// "interpreter", "compiler", "network-tools", "kernel-tools",
+    /// "busybox", "devices", "world-writable".
+    pub forbid: Vec<String>,
+}
+
+impl AuditBudget {
+    /// Whether any limit is set.
+    pub fn is_set(&self) -> bool {
+        self.max_setuid.is_some() || self.max_capabilities.is_some() || !self.forbid.is_empty()
+    }
 }
 
 /// Capabilities that reach past the container (kernel modules, raw I/O, other
@@ -331,6 +367,7 @@ mod tests {
                 capabilities: vec!["CAP_SYS_ADMIN".into()],
                 hooks: true,
             },
+            ..Profile::default()
         };
         let hooked = spec(|v| {
             v["hooks"] = serde_json::json!({"poststop": [{"path": "/bin/true"}]});

@@ -255,6 +255,7 @@ fn hooks_allowed() -> Profile {
             hooks: true,
             ..Allow::default()
         },
+        ..Profile::default()
     }
 }
 

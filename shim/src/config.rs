@@ -70,6 +70,8 @@ pub fn parse(text: &str, what: &str) -> Result<Profile> {
     profile
         .validate()
         .map_err(|e| Error::InvalidArgument(format!("tent config {what}: {e}")))?;
+    crate::budget::validate(&profile.audit)
+        .map_err(|e| Error::InvalidArgument(format!("tent config {what}: {e}")))?;
     Ok(profile)
 }
 
@@ -191,6 +193,10 @@ mod tests {
             e("mdoe = \"tent\"")
         );
         assert!(e("[allow]\nhost_namespaces = [\"uts\"]").contains("allow.host_namespaces"));
+        let b = e("[audit]\nforbid = [\"shells\"]");
+        assert!(b.contains("[audit] forbid: unknown \"shells\""), "{b}");
+        assert!(e("[audit]\nmode = \"block\"").contains("unknown variant `block`"));
+        assert!(e("[audit]\nmax_suid = 0").contains("unknown field `max_suid`"));
         let missing = profile(Some(&any("/nonexistent/tent.toml", "")))
             .err()
             .map(|e| e.to_string())

@@ -7,6 +7,7 @@
 mod address;
 mod args;
 mod bootstrap;
+mod budget;
 mod config;
 mod console;
 mod delete;
@@ -27,6 +28,7 @@ mod service;
 mod shim;
 mod shimlog;
 mod start;
+mod summary;
 mod task;
 
 #[cfg(test)]

@@ -140,6 +140,11 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
     }
     log::info!("tent shim shutting down");
     let _ = server.shutdown().await;
+    // A summary still being computed (a container that lived a few ms) is
+    // finished, within a bound: the exit is not on any start path.
+    let _ =
+        tokio::task::spawn_blocking(|| crate::summary::drain(std::time::Duration::from_secs(2)))
+            .await;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! [`EventSink`], so all of this runs in unit tests with a fake of each.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -185,14 +185,43 @@ impl Shim {
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         let create = self.create.clone();
-        let mut container = tokio::task::spawn_blocking(move || {
-            create(NewContainer {
+        let layers = crate::summary::layers_key(&rootfs);
+        let budget = profile.audit.clone();
+        let deny = budget.is_set() && budget.mode == tent_runtime::BudgetMode::Deny;
+        let (mut container, denied_summary) = tokio::task::spawn_blocking(move || {
+            let c = create(NewContainer {
                 id: &id,
                 bundle: &bundle,
                 rootfs_mounts: &rootfs,
                 stdio,
                 profile: &profile,
-            })
+            })?;
+            if !deny {
+                return Ok((c, None));
+            }
+            // Deny mode: judged before Create returns, on the image as it is.
+            let judged = crate::budget::open_root(&id, c.pid())
+                .and_then(|root| crate::budget::walk(&id, root))
+                .and_then(|(inv, ms)| {
+                    crate::budget::judge(&id, &inv, &profile.audit)?;
+                    let r = tent_audit::report::Report::new(
+                        format!("container {id}"),
+                        "container",
+                        inv,
+                        ms,
+                    );
+                    Ok(crate::summary::Summary::of(&r))
+                });
+            match judged {
+                Ok(s) => Ok((c, Some(s))),
+                Err(e) => {
+                    // Refused: leave nothing behind.
+                    if let Err(d) = c.destroy() {
+                        log::warn!("container {id}: {d}");
+                    }
+                    Err(e)
+                }
+            }
         })
         .await
         .map_err(|e| Error::Internal(format!("create: {e}")))??;
@@ -219,6 +248,16 @@ impl Shim {
             }
         };
         log::info!("created container {} (pid {pid})", req.id);
+        match denied_summary {
+            Some(s) => crate::summary::keep(&req.id, Path::new(&req.bundle), &s),
+            None => crate::summary::spawn(
+                req.id.clone(),
+                crate::budget::open_root(&req.id, pid),
+                PathBuf::from(&req.bundle),
+                layers,
+                budget,
+            ),
+        }
         match oom_watcher {
             Ok(watcher) => {
                 *lock(&task.oom) = oom::watch(self.events.clone(), task.id.clone(), watcher);

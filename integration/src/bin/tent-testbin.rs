@@ -18,6 +18,9 @@
 //!   connection's bytes back as they arrive (one thread per connection); exit 0 on SIGTERM
 //! - `connect ADDR MSG`     connect to ADDR (`host:port`), send MSG, shut down the write half,
 //!   print what comes back until EOF
+//! - `serve PORT FILE`      a minimal HTTP server on 127.0.0.1:PORT: each connection gets
+//!   `200 OK` and FILE's bytes, read anew per request (`tent audit --observe` sees it opened);
+//!   touches no other file
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -262,6 +265,34 @@ fn connect(addr: &str, msg: &str) {
     let _ = std::io::stdout().write_all(&got);
 }
 
+/// `serve PORT FILE`: one request per connection, served in turn.
+fn serve(port: &str, file: &str) {
+    use std::io::Read;
+    let l = match std::net::TcpListener::bind(format!("127.0.0.1:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tent-testbin serve: bind 127.0.0.1:{port}: {e}");
+            std::process::exit(2);
+        }
+    };
+    say("ready");
+    for conn in l.incoming() {
+        let Ok(mut c) = conn else { continue };
+        let mut req = [0u8; 1024];
+        let _ = c.read(&mut req);
+        let (status, body) = match std::fs::read(file) {
+            Ok(b) => ("200 OK", b),
+            Err(e) => ("404 Not Found", format!("{file}: {e}\n").into_bytes()),
+        };
+        let _ = write!(
+            c,
+            "HTTP/1.0 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = c.write_all(&body);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -285,8 +316,9 @@ fn main() {
                 unsafe { libc::pause() };
             }
         }
+        "serve" => serve(arg(2), arg(3)),
         other => {
-            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause|ignore-term|echo-server PORT|connect ADDR MSG)");
+            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause|ignore-term|echo-server PORT|connect ADDR MSG|serve PORT FILE)");
             std::process::exit(2);
         }
     }

@@ -60,7 +60,7 @@ impl<T> Default for Capped<T> {
 }
 
 impl<T> Capped<T> {
-    fn push(&mut self, t: T) {
+    pub fn push(&mut self, t: T) {
         self.count += 1;
         if self.items.len() < LIST_CAP {
             self.items.push(t);

@@ -1,0 +1,16 @@
+//! tent's audit engine: what a root filesystem carries that could widen what
+//! a container's processes can do. The walk never follows a link out of the
+//! root; the score and its weights are in [`report`]; [`budget`] checks an
+//! inventory against a profile's limits. Shared by the `tent` CLI and the
+//! shim, so it uses only crates the shim already has (nix, libc, serde,
+//! thiserror).
+
+pub mod budget;
+pub mod caps;
+pub mod classify;
+pub mod elf;
+pub mod error;
+pub mod report;
+pub mod walk;
+
+pub use error::{Error, Result};
