@@ -268,6 +268,20 @@ pub fn load_for_update(
     }
 }
 
+/// What the kernel's v1 controller keeps of the list: allow-by-default or not,
+/// and the exceptions to it `(kind, major, minor, ACC_* bits)`.
+pub(crate) fn effective(
+    spec_rules: &[LinuxDeviceCgroup],
+) -> Result<(bool, Vec<(Kind, Option<u32>, Option<u32>, u8)>)> {
+    let state = emulate::replay(&rules(spec_rules)?);
+    let ex = state
+        .exceptions
+        .iter()
+        .map(|((k, ma, mi), acc)| (*k, *ma, *mi, *acc))
+        .collect();
+    Ok((state.default_allow, ex))
+}
+
 /// What [`install_v2_filter`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
