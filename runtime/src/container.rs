@@ -171,7 +171,8 @@ fn create_inner(
     // joins the hierarchies systemd does not manage through their files.
     let cgroup = match &systemd_unit {
         Some(name) => {
-            let cg = CgroupManager::create_systemd(cg_path, name, stage1 as u32, req.id, resources)?;
+            let cg =
+                CgroupManager::create_systemd(cg_path, name, stage1 as u32, req.id, resources)?;
             log::info!(
                 "container {}: cgroup is systemd scope {} in {}",
                 req.id,

@@ -142,7 +142,10 @@ impl CgroupManager {
         let Some(unit) = &self.unit else {
             return Ok(());
         };
-        systemd::set_properties(unit, &systemd::resource_properties(Some(r), self.v2, false)?)
+        systemd::set_properties(
+            unit,
+            &systemd::resource_properties(Some(r), self.v2, false)?,
+        )
     }
 
     /// Creates the cgroup, applies `resources` (the same plan Update uses) and

@@ -72,7 +72,10 @@ pub fn systemd_name(path: &str) -> Option<super::systemd::UnitName> {
         return None;
     }
     let mut parts = path.split(':');
-    let slice = parts.next().filter(|s| !s.is_empty()).unwrap_or("system.slice");
+    let slice = parts
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("system.slice");
     let prefix = parts.next().unwrap_or("");
     let name = parts.next().unwrap_or("");
     let unit = if name.ends_with(".slice") {

@@ -57,7 +57,8 @@ pub struct Body {
 
 impl Body {
     fn pad(&mut self, align: usize) {
-        while self.buf.len() % align != 0 {
+        // Alignments are powers of two.
+        while self.buf.len() & (align - 1) != 0 {
             self.buf.push(0);
         }
     }
@@ -244,6 +245,12 @@ fn io_err(step: &'static str, e: std::io::Error) -> Error {
     Error::io(step, "systemd D-Bus", e)
 }
 
+/// True for a read or write that timed out (the caller may reconnect and retry).
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if matches!(source.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
 impl Conn {
     /// Connects and authenticates; `timeout` bounds every read and write.
     pub fn connect(timeout: Duration) -> Result<Conn> {
@@ -256,6 +263,17 @@ impl Conn {
                 }
             },
         };
+        Conn::start(sock, bus, timeout)
+    }
+
+    /// Connects to a bus daemon's socket at `path` (tests).
+    #[cfg(test)]
+    fn connect_bus(path: &str, timeout: Duration) -> Result<Conn> {
+        let sock = UnixStream::connect(path).map_err(|e| Error::io("connect", path, e))?;
+        Conn::start(sock, true, timeout)
+    }
+
+    fn start(sock: UnixStream, bus: bool, timeout: Duration) -> Result<Conn> {
         sock.set_read_timeout(Some(timeout))
             .and_then(|()| sock.set_write_timeout(Some(timeout)))
             .map_err(|e| io_err("set timeout", e))?;
@@ -280,11 +298,16 @@ impl Conn {
     }
 
     /// SASL EXTERNAL: the kernel tells the server our uid (SO_PEERCRED).
+    /// AUTH and BEGIN go out in one write, before the server's OK, as
+    /// sd-bus's own clients send them: then the first message always comes
+    /// in a later read. sd-bus's server does not parse a message that came
+    /// in the same read as BEGIN until the connection wakes up for another
+    /// reason; with an idle systemd, such a call got no reply at all.
     fn auth(&mut self) -> Result<()> {
         let uid = nix::unistd::geteuid().as_raw().to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         self.sock
-            .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
+            .write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())
             .map_err(|e| io_err("write auth", e))?;
         let line = self.read_line()?;
         if !line.starts_with("OK ") {
@@ -292,9 +315,7 @@ impl Conn {
                 "systemd D-Bus: authentication refused: {line:?}"
             )));
         }
-        self.sock
-            .write_all(b"BEGIN\r\n")
-            .map_err(|e| io_err("write auth", e))
+        Ok(())
     }
 
     fn read_line(&mut self) -> Result<String> {
@@ -356,10 +377,7 @@ impl Conn {
             if kind == 3 {
                 let mut message = String::new();
                 if fields.signature.starts_with('s') {
-                    let mut c = Cursor {
-                        buf: &body,
-                        pos: 0,
-                    };
+                    let mut c = Cursor { buf: &body, pos: 0 };
                     message = c.str().unwrap_or_default();
                 }
                 return Ok(Err(DbusError {
@@ -484,7 +502,10 @@ mod tests {
     #[test]
     fn property_encoding() {
         let mut b = Body::default();
-        b.properties(&[("Delegate", Value::Bool(true)), ("PIDs", Value::U32s(vec![7]))]);
+        b.properties(&[
+            ("Delegate", Value::Bool(true)),
+            ("PIDs", Value::U32s(vec![7])),
+        ]);
         // Array length + pad to 8; struct 1: "Delegate", sig "b", u32 1, pad to 8;
         // struct 2: "PIDs", sig "au", pad to 4, array length 4, element 7.
         let expect: Vec<u8> = [
@@ -514,6 +535,42 @@ mod tests {
         assert_eq!(reply_to, None);
         assert_eq!(f.signature, "ss");
         assert_eq!(&msg[msg.len() - 2..], &[1, 2]);
+    }
+
+    /// Against a real bus daemon when TENT_DBUS_TEST_SOCKET names its socket
+    /// (`dbus-daemon --session --address=unix:path=…`): a reply and an error reply.
+    #[test]
+    fn replies_from_a_bus_daemon() {
+        let Ok(path) = std::env::var("TENT_DBUS_TEST_SOCKET") else {
+            return;
+        };
+        let mut c = Conn::connect_bus(&path, Duration::from_secs(5)).expect("connect");
+        let mut b = Body::default();
+        b.str("org.example.nobody");
+        let r = c
+            .call_raw(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "GetNameOwner",
+                "s",
+                &b.buf,
+            )
+            .expect("call");
+        let e = r.expect_err("no owner");
+        assert_eq!(e.name, "org.freedesktop.DBus.Error.NameHasNoOwner", "{e:?}");
+        let r = c
+            .call_raw(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "GetId",
+                "",
+                &[],
+            )
+            .expect("call")
+            .expect("GetId");
+        assert_eq!(r.first_str().expect("id").len(), 32);
     }
 
     #[test]

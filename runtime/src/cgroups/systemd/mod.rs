@@ -23,8 +23,45 @@ use self::dbus::{Body, Conn, DbusError, Value, MANAGER, PATH};
 use super::resources::{cpu_weight, limit, parse_list};
 use crate::error::{Error, Result};
 
-/// How long one D-Bus read or write and one job may take (qemu TCG is slow).
+/// How long one job may take (qemu TCG is slow).
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a reply may take before the call is made again on a new
+/// connection (a lost call must not hang a shim; see `dbus::Conn::auth`).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPTS: usize = 4;
+
+/// A connection made on first use and remade when a reply does not come.
+#[derive(Default)]
+struct Session {
+    conn: Option<Conn>,
+}
+
+impl Session {
+    fn call(
+        &mut self,
+        path: &str,
+        iface: &str,
+        member: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<std::result::Result<dbus::Reply, DbusError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = match &mut self.conn {
+                Some(c) => c,
+                None => self.conn.insert(Conn::connect(REPLY_TIMEOUT)?),
+            };
+            match conn.call(path, iface, member, signature, body) {
+                Err(e) if dbus::is_timeout(&e) && attempt < ATTEMPTS => {
+                    log::warn!("systemd D-Bus {member}: no reply in {} s, calling again on a new connection", REPLY_TIMEOUT.as_secs());
+                    self.conn = None;
+                }
+                r => return r,
+            }
+        }
+    }
+}
 
 /// True when systemd is the init (`sd_booted()`: `/run/systemd/system` exists).
 pub fn booted() -> bool {
@@ -55,7 +92,10 @@ pub fn resource_properties(
     if let Some(mem) = r.and_then(|r| r.memory().as_ref()) {
         let lim = limit("memory.limit", mem.limit())?;
         if let Some(l) = lim {
-            p.push((if v2 { "MemoryMax" } else { "MemoryLimit" }, Value::U64(inf(l))));
+            p.push((
+                if v2 { "MemoryMax" } else { "MemoryLimit" },
+                Value::U64(inf(l)),
+            ));
         }
         if v2 {
             if let Some(v) = limit("memory.reservation", mem.reservation())? {
@@ -205,10 +245,7 @@ fn bitmask(field: &str, list: &str) -> Result<Vec<u8>> {
 }
 
 fn dbus_err(what: &str, unit: &str, e: DbusError) -> Error {
-    Error::Precondition(format!(
-        "systemd {what} {unit}: {}: {}",
-        e.name, e.message
-    ))
+    Error::Precondition(format!("systemd {what} {unit}: {}: {}", e.name, e.message))
 }
 
 /// Creates the scope `name.unit` in `name.slice` holding `pid`, with `props`
@@ -231,17 +268,35 @@ pub fn start(name: &UnitName, pid: u32, id: &str, props: Vec<(&'static str, Valu
     b.str("fail");
     b.properties(&all);
     b.array(8, |_| {}); // no auxiliary units
-    let mut c = Conn::connect(TIMEOUT)?;
-    let job = c
-        .call(PATH, MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", &b.buf)?
-        .map_err(|e| dbus_err("StartTransientUnit", &name.unit, e))?
-        .first_str()?;
-    wait_job(&mut c, &job, &name.unit)?;
+    let mut c = Session::default();
+    match c.call(
+        PATH,
+        MANAGER,
+        "StartTransientUnit",
+        "ssa(sv)a(sa(sv))",
+        &b.buf,
+    )? {
+        Ok(reply) => wait_job(&mut c, &reply.first_str()?, &name.unit)?,
+        // A call made again after a lost reply: the first one made it, if
+        // the scope holds our process (checked below).
+        Err(e) if e.name == "org.freedesktop.systemd1.UnitExists" => {}
+        Err(e) => return Err(dbus_err("StartTransientUnit", &name.unit, e)),
+    }
     let state = active_state(&mut c, &name.unit)?;
     if state != "active" {
         let _ = stop(&name.unit);
         return Err(Error::Precondition(format!(
             "systemd scope {}: {state} after its start job, not active",
+            name.unit
+        )));
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if !cgroup
+        .lines()
+        .any(|l| l.ends_with(&format!("/{}", name.unit)))
+    {
+        return Err(Error::Precondition(format!(
+            "systemd scope {} exists but does not hold process {pid} (a unit left from another container?)",
             name.unit
         )));
     }
@@ -257,7 +312,7 @@ pub fn set_properties(unit: &str, props: &[(&'static str, Value)]) -> Result<()>
     b.str(unit);
     b.bool(true); // runtime only: nothing is written under /etc
     b.properties(props);
-    Conn::connect(TIMEOUT)?
+    Session::default()
         .call(PATH, MANAGER, "SetUnitProperties", "sba(sv)", &b.buf)?
         .map_err(|e| dbus_err("SetUnitProperties", unit, e))?;
     Ok(())
@@ -266,7 +321,16 @@ pub fn set_properties(unit: &str, props: &[(&'static str, Value)]) -> Result<()>
 /// Stops the unit (an already gone one is fine) and resets it if it failed,
 /// so nothing of it stays loaded.
 pub fn stop(unit: &str) -> Result<()> {
-    let mut c = Conn::connect(TIMEOUT)?;
+    let mut c = Session::default();
+    // A scope whose processes all exited is stopped and unloaded by systemd
+    // itself: nothing to stop.
+    let mut b = Body::default();
+    b.str(unit);
+    match c.call(PATH, MANAGER, "GetUnit", "s", &b.buf)? {
+        Ok(_) => {}
+        Err(e) if e.name == "org.freedesktop.systemd1.NoSuchUnit" => return Ok(()),
+        Err(e) => return Err(dbus_err("GetUnit", unit, e)),
+    }
     let mut b = Body::default();
     b.str(unit);
     b.str("replace");
@@ -291,7 +355,7 @@ pub fn stop(unit: &str) -> Result<()> {
 }
 
 /// Waits until systemd has finished (and so dropped) the job object.
-fn wait_job(c: &mut Conn, job: &str, unit: &str) -> Result<()> {
+fn wait_job(c: &mut Session, job: &str, unit: &str) -> Result<()> {
     let deadline = Instant::now() + TIMEOUT;
     let mut delay = Duration::from_micros(500);
     loop {
@@ -315,7 +379,7 @@ fn wait_job(c: &mut Conn, job: &str, unit: &str) -> Result<()> {
 }
 
 /// The unit's ActiveState (`active`, `failed`, …).
-fn active_state(c: &mut Conn, unit: &str) -> Result<String> {
+fn active_state(c: &mut Session, unit: &str) -> Result<String> {
     let mut b = Body::default();
     b.str(unit);
     let path = c
@@ -325,9 +389,15 @@ fn active_state(c: &mut Conn, unit: &str) -> Result<String> {
     let mut b = Body::default();
     b.str("org.freedesktop.systemd1.Unit");
     b.str("ActiveState");
-    c.call(&path, "org.freedesktop.DBus.Properties", "Get", "ss", &b.buf)?
-        .map_err(|e| dbus_err("ActiveState of", unit, e))?
-        .variant_text()
+    c.call(
+        &path,
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        "ss",
+        &b.buf,
+    )?
+    .map_err(|e| dbus_err("ActiveState of", unit, e))?
+    .variant_text()
 }
 
 #[cfg(test)]
@@ -385,7 +455,12 @@ mod tests {
         assert!(resource_properties(None, true, false)
             .expect("props")
             .is_empty());
-        assert!(resource_properties(Some(&res(serde_json::json!({"pids": {"limit": -5}}))), true, false).is_err());
+        assert!(resource_properties(
+            Some(&res(serde_json::json!({"pids": {"limit": -5}}))),
+            true,
+            false
+        )
+        .is_err());
     }
 
     #[test]
@@ -398,12 +473,21 @@ mod tests {
         let Value::StrPairs(allow) = &p[1].1 else {
             panic!("DeviceAllow: {p:?}")
         };
-        assert!(allow.contains(&("/dev/block/8:0".into(), "r".into())), "{allow:?}");
-        assert!(allow.contains(&("/dev/char/1:3".into(), "rwm".into())), "{allow:?}");
+        assert!(
+            allow.contains(&("/dev/block/8:0".into(), "r".into())),
+            "{allow:?}"
+        );
+        assert!(
+            allow.contains(&("/dev/char/1:3".into(), "rwm".into())),
+            "{allow:?}"
+        );
         assert!(allow.contains(&("char-*".into(), "m".into())), "{allow:?}");
         assert_eq!(p[0].1, Value::Str("strict".into()));
         let text = "Character devices:\n  1 mem\n136 pts\n\nBlock devices:\n  8 sd\n";
-        assert_eq!(device_name(text, "Character devices:", 136).as_deref(), Some("pts"));
+        assert_eq!(
+            device_name(text, "Character devices:", 136).as_deref(),
+            Some("pts")
+        );
         assert_eq!(device_name(text, "Block devices:", 136), None);
         let any_major: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_value(
             serde_json::json!([{"allow": true, "type": "c", "minor": 5, "access": "r"}]),
