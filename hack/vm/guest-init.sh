@@ -41,6 +41,9 @@ StandardError=inherit
 TTYPath=/dev/console
 TimeoutStartSec=infinity
 EOF
+  # The host root may be a container's (/.dockerenv): systemd would then think it runs in a
+  # container and read its options from its own argv instead of the kernel command line.
+  rm -f /.dockerenv /run/.containerenv
   echo "tent-vm: handing over to systemd ($tent_systemd)" >/dev/console
   unset tent_results tent_init tent_systemd
   exec /lib/systemd/systemd --unit=tent-vm.target

@@ -106,7 +106,7 @@ pub fn resource_properties(
                 (Some(-1), _) | (Some(_), Some(-1)) | (None, Some(-1)) => {
                     p.push(("MemorySwapMax", Value::U64(u64::MAX)))
                 }
-                (Some(s), Some(l)) => p.push(("MemorySwapMax", Value::U64((s - l) as u64))),
+                (Some(s), Some(l)) => p.push(("MemorySwapMax", Value::U64((s - l).max(0) as u64))),
                 _ => {}
             }
         }
