@@ -276,9 +276,11 @@ fn without_systemd_cgroupfs(exe: &InitExe) {
     wait_for(c.pid());
     c.destroy().expect("destroy");
     assert!(!cg_dir("pids", &n.rel).exists(), "{} left", n.rel);
+    // The parent slices stay, as systemd's would (cgroupfs does not know who else uses them).
     for d in ["tentsd.slice/tentsd-pod3.slice", "tentsd.slice"] {
-        let _ = std::fs::remove_dir(cg_dir("pids", d));
-        let _ = std::fs::remove_dir(cg_dir("memory", d));
+        for dir in common::cgroup_dirs(d) {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     b.assert_clean();
 }
