@@ -537,13 +537,12 @@ mod tests {
         assert_eq!(&msg[msg.len() - 2..], &[1, 2]);
     }
 
-    /// Against a real bus daemon when TENT_DBUS_TEST_SOCKET names its socket
-    /// (`dbus-daemon --session --address=unix:path=…`): a reply and an error reply.
+    /// Against a real bus daemon whose socket TENT_DBUS_TEST_SOCKET names
+    /// (`dbus-daemon --session --nofork --address=unix:path=…`): a reply and an error reply.
     #[test]
+    #[ignore = "needs a bus daemon: TENT_DBUS_TEST_SOCKET=<socket> cargo test -- --ignored"]
     fn replies_from_a_bus_daemon() {
-        let Ok(path) = std::env::var("TENT_DBUS_TEST_SOCKET") else {
-            return;
-        };
+        let path = std::env::var("TENT_DBUS_TEST_SOCKET").expect("TENT_DBUS_TEST_SOCKET");
         let mut c = Conn::connect_bus(&path, Duration::from_secs(5)).expect("connect");
         let mut b = Body::default();
         b.str("org.example.nobody");
