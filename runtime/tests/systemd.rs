@@ -259,6 +259,26 @@ fn bad_spec_leaves_no_unit(exe: &InitExe) {
     b.assert_clean();
 }
 
+/// After a crash of its caller, `cleanup_bundle` stops the unit named in the state file.
+fn cleanup_after_crash_stops_unit(exe: &InitExe) {
+    require_systemd();
+    let b = Bundle::new("sdcrash");
+    let (path, n) = names(&b, "pod4");
+    let mut spec = default_spec(&["sleep", "1000"]);
+    spec["linux"]["cgroupsPath"] = json!(path);
+    let mut c = create(&b, exe, &spec).expect("create");
+    c.start().expect("start");
+    let pid = c.pid();
+    assert_eq!(show(&n.unit, "ActiveState"), "active");
+    std::mem::forget(c); // the "shim" dies without destroying
+    let got = tent_runtime::cleanup_bundle(&b.dir, &b.id).expect("cleanup_bundle");
+    assert_eq!(got, Some(pid));
+    wait_for(pid);
+    assert_eq!(show(&n.unit, "LoadState"), "not-found");
+    assert!(!cg_dir("memory", &n.rel).exists(), "{} left", n.rel);
+    b.assert_clean();
+}
+
 fn without_systemd_cgroupfs(exe: &InitExe) {
     if systemd_booted() {
         common::skip("systemd is PID 1 here");
@@ -292,6 +312,10 @@ fn main() {
     let tests: &[(&str, TestFn)] = &[
         ("scope_holds_container", scope_holds_container),
         ("bad_spec_leaves_no_unit", bad_spec_leaves_no_unit),
+        (
+            "cleanup_after_crash_stops_unit",
+            cleanup_after_crash_stops_unit,
+        ),
         ("without_systemd_cgroupfs", without_systemd_cgroupfs),
     ];
     common::run_suite("systemd", tests);
