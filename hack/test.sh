@@ -134,5 +134,14 @@ else
   record "cgroup v2 VM (TENT_TEST_SKIP_V2=1)" skip 0
 fi
 
+# 7. The systemd cgroup driver against systemd as PID 1: runtime/tests/systemd.rs in two VMs
+#    (pure v2, and systemd's v1 layout), hack/vm/run-systemd-tests.sh; ~2 min.
+if [[ "${TENT_TEST_SKIP_V2:-0}" != 1 && "${TENT_TEST_SKIP_SYSTEMD:-0}" != 1 ]]; then
+  step_log "systemd driver VMs (systemd PID 1, cgroup v2 and v1)" \
+    timeout -k 30 900 bash hack/vm/run-systemd-tests.sh v2 v1 || true
+else
+  record "systemd driver VMs (TENT_TEST_SKIP_V2/TENT_TEST_SKIP_SYSTEMD=1)" skip 0
+fi
+
 summary
 exit "$FAILED"

@@ -16,6 +16,10 @@
 #                    (booting, or running with its last output line) on stderr (default
 #                    $TENT_VM_HEARTBEAT or 30; 0 = never)
 #   --setup-only     install what is missing and build the initramfs, then exit
+#   --systemd v2|v1  boot with systemd as PID 1 (the guest init hands over to
+#                    /lib/systemd/systemd, whose boot target tent-vm.target runs the command as
+#                    one service, then the VM powers off): v2 = pure cgroup v2, v1 = systemd's
+#                    legacy/hybrid layout (systemd.unified_cgroup_hierarchy=0)
 #
 # What it does:
 #   * installs what is missing (qemu-system-x86 from bookworm-backports to match qemu-utils,
@@ -49,7 +53,7 @@ CACHE="$(realpath -m "$REPO/.cache/vm")"
 log() { echo "vm-cgroupv2: $*" >&2; }
 die() { log "ERROR: $*"; exit 125; }
 
-TIMEOUT=900 MEM=4096 SMP=2 CWD="$REPO" KEEP=0 VERBOSE=0 SETUP_ONLY=0 HEARTBEAT="${TENT_VM_HEARTBEAT:-30}"
+TIMEOUT=900 MEM=4096 SMP=2 CWD="$REPO" KEEP=0 VERBOSE=0 SETUP_ONLY=0 HEARTBEAT="${TENT_VM_HEARTBEAT:-30}" SYSTEMD=""
 ENVS=()
 while (($#)); do
   case "$1" in
@@ -62,6 +66,7 @@ while (($#)); do
     --verbose) VERBOSE=1; shift ;;
     --heartbeat) HEARTBEAT="${2:?--heartbeat needs SECS}"; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
+    --systemd) SYSTEMD="${2:?--systemd needs v1 or v2}"; [[ "$SYSTEMD" == v[12] ]] || die "--systemd takes v1 or v2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     --) shift; break ;;
     *) die "unknown argument '$1' (usage: $0 [--timeout SECS] -- <command...>)" ;;
@@ -285,7 +290,12 @@ done
 
 QUIET="quiet loglevel=3"
 ((VERBOSE)) && QUIET="loglevel=7"
-APPEND="console=ttyS0 panic=-1 oops=panic cgroup_no_v1=all $QUIET tsc=reliable no_timer_check"
+CGROUP_ARGS="cgroup_no_v1=all"
+case "$SYSTEMD" in
+  v2) CGROUP_ARGS="cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 tent_systemd=v2" ;;
+  v1) CGROUP_ARGS="systemd.unified_cgroup_hierarchy=0 tent_systemd=v1" ;;
+esac
+APPEND="console=ttyS0 panic=-1 oops=panic $CGROUP_ARGS $QUIET tsc=reliable no_timer_check"
 APPEND+=" random.trust_cpu=on mitigations=off tent_results=$RUN tent_init=$REPO/hack/vm/guest-init.sh"
 
 CONSOLE="$RUN/console.log"

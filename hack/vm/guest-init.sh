@@ -1,5 +1,6 @@
 #!/bin/bash
-# PID 1 of the cgroup v2 VM (hack/vm-cgroupv2.sh), run by the host's bash after switch_root.
+# PID 1 of the cgroup v2 VM (hack/vm-cgroupv2.sh), run by the host's bash after switch_root;
+# in --systemd mode, systemd's PID 1 and then a service run by it (see below).
 # The initramfs has set up: overlay root (host root read-only + tmpfs), tmpfs on /tmp /run
 # /var/tmp /var/lib/containerd /var/lib/cni, /proc /sys /dev, and the result folder at
 # $tent_results (shared read-write with the host).
@@ -12,7 +13,44 @@ set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8
 R="${tent_results:?}"
-unset tent_results tent_init
+
+# --systemd mode (tent_systemd=v1|v2 on the kernel command line): as PID 1, hand over to
+# systemd with a boot target whose one service runs this script again (TENT_VM_UNDER_SYSTEMD=1),
+# which then runs the command as below; systemd mounts the cgroup file systems itself.
+if [[ -n "${tent_systemd:-}" && $$ == 1 ]]; then
+  self="$(realpath "$0")"
+  mkdir -p /etc/systemd/system
+  cat >/etc/systemd/system/tent-vm.target <<EOF
+[Unit]
+Description=tent VM: the test command under systemd
+Requires=tent-vm.service
+After=tent-vm.service
+AllowIsolate=yes
+EOF
+  cat >/etc/systemd/system/tent-vm.service <<EOF
+[Unit]
+Description=tent VM test command
+DefaultDependencies=no
+[Service]
+Type=oneshot
+Environment=tent_results=$R TENT_VM_UNDER_SYSTEMD=1
+ExecStart=/bin/bash $self
+StandardInput=null
+StandardOutput=tty
+StandardError=inherit
+TTYPath=/dev/console
+TimeoutStartSec=infinity
+EOF
+  # The host root may be a container's (/.dockerenv): systemd would then think it runs in a
+  # container and read its options from its own argv instead of the kernel command line.
+  rm -f /.dockerenv /run/.containerenv
+  echo "tent-vm: handing over to systemd ($tent_systemd)" >/dev/console
+  unset tent_results tent_init tent_systemd
+  exec /lib/systemd/systemd --unit=tent-vm.target
+fi
+unset tent_results tent_init tent_systemd
+UNDER_SYSTEMD="${TENT_VM_UNDER_SYSTEMD:-}"
+unset TENT_VM_UNDER_SYSTEMD
 
 console() { echo "tent-vm: $*" >/dev/console; }
 # shellcheck disable=SC2317 # called through the EXIT trap
@@ -25,6 +63,12 @@ trap poweroff_now EXIT
 
 setup() {
   mkdir -p /dev/pts /dev/shm /dev/mqueue
+  if [[ -n "$UNDER_SYSTEMD" ]]; then
+    # systemd has mounted /dev/pts, /dev/shm and the cgroup file systems.
+    mountpoint -q /dev/mqueue || mount -t mqueue mqueue /dev/mqueue || return 1
+    console "under systemd $(systemctl --version | head -n1); cgroup: $(stat -f -c %T /sys/fs/cgroup)"
+    return 0
+  fi
   mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts || return 1
   mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || return 1
   mount -t mqueue mqueue /dev/mqueue || return 1

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
-use crate::cgroups::{is_v2, CgroupManager, CgroupPath};
+use crate::cgroups::path::systemd_name;
+use crate::cgroups::{is_v2, systemd, CgroupManager, CgroupPath};
 use crate::confine::Confinement;
 use crate::error::{Error, Result};
 use crate::exe::Role;
@@ -102,6 +103,25 @@ pub(crate) fn create(req: CreateRequest<'_>) -> Result<(i32, Handle)> {
     }
 }
 
+/// The systemd scope for a systemd-form cgroupsPath where systemd is PID 1;
+/// elsewhere `None` (cgroupfs, the path expanded as systemd would, logged).
+fn systemd_driver(loaded: &spec::LoadedSpec) -> Option<systemd::UnitName> {
+    let raw = loaded
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())?;
+    let name = systemd_name(&raw)?;
+    if systemd::booted() {
+        return Some(name);
+    }
+    log::info!(
+        "cgroupsPath {raw:?} has the systemd form but systemd is not PID 1 here: cgroupfs directory in its slice's place"
+    );
+    None
+}
+
 fn create_inner(
     req: &CreateRequest<'_>,
     loaded: &spec::LoadedSpec,
@@ -109,9 +129,11 @@ fn create_inner(
     cg_path: CgroupPath,
     undo: &mut Undo,
 ) -> Result<(i32, Handle)> {
+    let systemd_unit = systemd_driver(loaded);
     let mut state = State {
         id: req.id.to_string(),
         cgroup: cg_path.0.clone(),
+        systemd_unit: systemd_unit.as_ref().map(|n| n.unit.clone()),
         mounts: if req.rootfs_mounts.is_empty() {
             Vec::new()
         } else {
@@ -136,14 +158,6 @@ fn create_inner(
         .linux()
         .as_ref()
         .and_then(|l| l.resources().as_ref());
-    let cgroup = CgroupManager::create(cg_path, resources)?;
-    let cgroup_v1 = if cgroup.v2() {
-        Vec::new()
-    } else {
-        cgroup.v1_binds()
-    };
-    undo.cgroup = Some(cgroup);
-
     let (ch, child_end) = Channel::pair()?;
     let stdin = match &req.stdio.stdin {
         Some(fd) => fd.try_clone().map_err(|e| Error::io("dup", "stdin", e))?,
@@ -163,6 +177,30 @@ fn create_inner(
         Ok(fd) => undo.pidfds.push(fd),
         Err(e) => return Err(e),
     }
+    // After stage 1 exists (it waits for its config): a systemd scope must be
+    // started with a process in it, and stage 1 is that process; on v2 its
+    // child, the init, is then cloned into the scope's directory, on v1 it
+    // joins the hierarchies systemd does not manage through their files.
+    let cgroup = match &systemd_unit {
+        Some(name) => {
+            let cg =
+                CgroupManager::create_systemd(cg_path, name, stage1 as u32, req.id, resources)?;
+            log::info!(
+                "container {}: cgroup is systemd scope {} in {}",
+                req.id,
+                name.unit,
+                name.slice
+            );
+            cg
+        }
+        None => CgroupManager::create(cg_path, resources)?,
+    };
+    let cgroup_v1 = if cgroup.v2() {
+        Vec::new()
+    } else {
+        cgroup.v1_binds()
+    };
+    undo.cgroup = Some(cgroup);
     let cgroup_join = match &undo.cgroup {
         Some(cg) => cg.join_plan(),
         None => return Err(Error::Protocol("cgroup vanished".into())),
@@ -370,7 +408,8 @@ pub(crate) fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
     }
     let mut first: Option<Error> = None;
     if !state.cgroup.is_empty() {
-        let cg = CgroupManager::load(CgroupPath(state.cgroup.clone()));
+        let cg =
+            CgroupManager::load(CgroupPath(state.cgroup.clone())).with_unit(state.systemd_unit);
         if let Err(e) = cg.delete() {
             first.get_or_insert(e);
         }

@@ -178,7 +178,14 @@ impl Container {
     /// program); validated first ([`ErrorKind::InvalidArgument`] naming the
     /// field), all or nothing.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        cgroups::resources::update(&self.handle.cgroup, resources)
+        cgroups::resources::update(&self.handle.cgroup, resources)?;
+        self.handle.cgroup.update_unit(resources)
+    }
+
+    /// The systemd scope unit that holds the container's cgroup, when systemd
+    /// made it (systemd is PID 1 and `linux.cgroupsPath` has the systemd form).
+    pub fn systemd_unit(&self) -> Option<&str> {
+        self.handle.cgroup.unit()
     }
 
     /// Memory, cpu and pids usage of the container's cgroup.

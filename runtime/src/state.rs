@@ -18,6 +18,9 @@ pub struct State {
     pub start_time: Option<u64>,
     /// Cgroup path relative to each hierarchy root.
     pub cgroup: String,
+    /// The systemd scope owning the cgroup, when systemd made it.
+    #[serde(default)]
+    pub systemd_unit: Option<String>,
     /// Mount points we created on the host (the rootfs), in mount order.
     pub mounts: Vec<PathBuf>,
     /// The spec's poststop hooks and the state they get, so a delete after the

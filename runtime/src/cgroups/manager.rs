@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
+use super::systemd::{self, UnitName};
 use super::{devices, is_v2, read_file, resources, v1_hierarchies, write_file, CgroupPath, ROOT};
 use crate::error::{Error, Result};
 
@@ -61,6 +62,8 @@ pub struct CgroupManager {
     /// v1: the cgroup's directory in each hierarchy with the controllers it
     /// carries, in join order; v2: the one directory (no controller names).
     dirs: Vec<(Vec<String>, PathBuf)>,
+    /// The systemd scope that owns the cgroup (see [`super::systemd`]).
+    unit: Option<String>,
 }
 
 impl CgroupManager {
@@ -78,7 +81,71 @@ impl CgroupManager {
                 })
                 .collect()
         };
-        CgroupManager { path, v2, dirs }
+        CgroupManager {
+            path,
+            v2,
+            dirs,
+            unit: None,
+        }
+    }
+
+    /// A handle on a cgroup owned by the systemd scope `unit` (if any).
+    pub fn with_unit(mut self, unit: Option<String>) -> CgroupManager {
+        self.unit = unit;
+        self
+    }
+
+    /// The systemd scope that owns the cgroup, if systemd made it.
+    pub fn unit(&self) -> Option<&str> {
+        self.unit.as_deref()
+    }
+
+    /// Creates the cgroup as the systemd scope `name` holding `pid` (the
+    /// container's first process, which must exist: systemd refuses an empty
+    /// scope), with the limits systemd holds as unit properties; then the
+    /// same cgroupfs steps as [`CgroupManager::create`] (directories of the
+    /// v1 hierarchies systemd does not manage, every limit, the device list).
+    /// On failure the unit is stopped again.
+    pub fn create_systemd(
+        path: CgroupPath,
+        name: &UnitName,
+        pid: u32,
+        id: &str,
+        res: Option<&LinuxResources>,
+    ) -> Result<CgroupManager> {
+        if !name.unit.ends_with(".scope") {
+            return Err(Error::spec(
+                "linux.cgroupsPath",
+                format!(
+                    "{}: tent's systemd driver makes scopes, not slices, for containers",
+                    name.unit
+                ),
+            ));
+        }
+        let mgr = CgroupManager::load(path).with_unit(Some(name.unit.clone()));
+        let mut props = systemd::resource_properties(res, mgr.v2, true)?;
+        if !mgr.v2 {
+            let rules = res.and_then(|r| r.devices().as_deref()).unwrap_or_default();
+            props.extend(systemd::device_properties(rules)?);
+        }
+        systemd::start(name, pid, id, props)?;
+        if let Err(e) = mgr.make_dirs().and_then(|()| mgr.configure(res)) {
+            let _ = mgr.delete();
+            return Err(e);
+        }
+        Ok(mgr)
+    }
+
+    /// Update's systemd half: the unit's properties for what `r` sets (after
+    /// the cgroupfs writes, which validate and apply it all or nothing).
+    pub fn update_unit(&self, r: &LinuxResources) -> Result<()> {
+        let Some(unit) = &self.unit else {
+            return Ok(());
+        };
+        systemd::set_properties(
+            unit,
+            &systemd::resource_properties(Some(r), self.v2, false)?,
+        )
     }
 
     /// Creates the cgroup, applies `resources` (the same plan Update uses) and
@@ -327,7 +394,21 @@ impl CgroupManager {
 
     /// Removes the cgroup's directories, killing leftovers and retrying while
     /// the kernel still reports them busy.
+    /// A systemd scope is stopped first (after its processes were killed, so
+    /// systemd's stop does not wait on them), which removes its directories.
     pub fn delete(&self) -> Result<()> {
+        let mut stopped = Ok(());
+        if let Some(unit) = &self.unit {
+            if !self.procs().is_empty() {
+                let _ = self.signal_all(Signal::SIGKILL);
+            }
+            stopped = systemd::stop(unit);
+        }
+        self.remove_dirs()?;
+        stopped
+    }
+
+    fn remove_dirs(&self) -> Result<()> {
         let mut last: Option<(PathBuf, std::io::Error)> = None;
         for attempt in 0..50 {
             if !self.procs().is_empty() {

@@ -7,7 +7,9 @@
 //!   create and by Update (validation, unit conversions, rollback);
 //! - [`devices`]: the device allow list (v1 `devices.allow`/`devices.deny`,
 //!   v2 an eBPF program);
-//! - [`stats`] and [`oom`]: usage figures and OOM notifications.
+//! - [`stats`] and [`oom`]: usage figures and OOM notifications;
+//! - [`systemd`]: where systemd is PID 1, the cgroup of a systemd-form path
+//!   is a transient scope systemd makes (over D-Bus) and keeps the limits of.
 //!
 //! No cgroup library: tent writes a handful of files, and the crate that did
 //! it before (cgroups-rs) brought ~80 crates (zbus among them) for that.
@@ -18,6 +20,7 @@ pub mod oom;
 pub mod path;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 

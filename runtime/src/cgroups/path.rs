@@ -65,6 +65,32 @@ impl CgroupPath {
     }
 }
 
+/// The slice and unit of a systemd-form `linux.cgroupsPath` (`slice:prefix:name`);
+/// `None` for the cgroupfs form. Call after [`CgroupPath::parse`] accepted it.
+pub fn systemd_name(path: &str) -> Option<super::systemd::UnitName> {
+    if path.starts_with('/') || path.split(':').count() != 3 {
+        return None;
+    }
+    let mut parts = path.split(':');
+    let slice = parts
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("system.slice");
+    let prefix = parts.next().unwrap_or("");
+    let name = parts.next().unwrap_or("");
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(super::systemd::UnitName {
+        slice: slice.to_string(),
+        unit,
+    })
+}
+
 /// Expands a systemd slice name as systemd does: `a-b.slice` → `a.slice/a-b.slice`.
 fn expand_slice(slice: &str) -> std::result::Result<String, String> {
     let base = slice
@@ -130,5 +156,16 @@ mod tests {
         assert!(p("bad:p:x").starts_with("ERR"));
         assert!(p("a.slice:p:..").starts_with("ERR") || p("a.slice:p:..") == "a.slice/p-...scope");
         assert!(p("a--b.slice:p:x").starts_with("ERR"));
+        let n = systemd_name("kubepods-besteffort-pod12.slice:cri-containerd:abc");
+        assert_eq!(
+            n.map(|n| (n.slice, n.unit)),
+            Some((
+                "kubepods-besteffort-pod12.slice".to_string(),
+                "cri-containerd-abc.scope".to_string()
+            ))
+        );
+        let n = systemd_name(":tent:x").map(|n| n.slice);
+        assert_eq!(n.as_deref(), Some("system.slice"));
+        assert!(systemd_name("/kubepods/pod1/c1").is_none());
     }
 }

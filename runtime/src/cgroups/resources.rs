@@ -27,7 +27,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> Error {
 }
 
 /// `None` for unset or 0 (unchanged); an error for negatives other than -1.
-fn limit(field: &str, v: Option<i64>) -> Result<Option<i64>> {
+pub(crate) fn limit(field: &str, v: Option<i64>) -> Result<Option<i64>> {
     match v {
         None | Some(0) => Ok(None),
         Some(v) if v < -1 => Err(invalid(
@@ -39,7 +39,7 @@ fn limit(field: &str, v: Option<i64>) -> Result<Option<i64>> {
 }
 
 /// Parses a cpuset list (`0-3,5`).
-fn parse_list(field: &str, s: &str) -> Result<BTreeSet<u32>> {
+pub(crate) fn parse_list(field: &str, s: &str) -> Result<BTreeSet<u32>> {
     let mut out = BTreeSet::new();
     for part in s.trim().split(',').filter(|p| !p.trim().is_empty()) {
         let bad = || invalid(field, format!("{s:?} is not a list like 0-3,5"));

@@ -268,6 +268,21 @@ pub fn load_for_update(
     }
 }
 
+/// An exception of the v1 list: kind, major, minor (`None` = `*`), `ACC_*` bits.
+pub(crate) type Exception = (Kind, Option<u32>, Option<u32>, u8);
+
+/// What the kernel's v1 controller keeps of the list: allow-by-default or not,
+/// and the exceptions to it `(kind, major, minor, ACC_* bits)`.
+pub(crate) fn effective(spec_rules: &[LinuxDeviceCgroup]) -> Result<(bool, Vec<Exception>)> {
+    let state = emulate::replay(&rules(spec_rules)?);
+    let ex = state
+        .exceptions
+        .iter()
+        .map(|((k, ma, mi), acc)| (*k, *ma, *mi, *acc))
+        .collect();
+    Ok((state.default_allow, ex))
+}
+
 /// What [`install_v2_filter`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
