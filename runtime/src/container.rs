@@ -229,7 +229,7 @@ fn create_inner(
         if let (true, Some((pid, _))) = (hooks_asked, &stage2) {
             hooks_asked = false;
             for kind in [Kind::Prestart, Kind::CreateRuntime] {
-                hooks::in_runtime_ns(
+                crate::hook_runner::run(
                     req.init_exe,
                     &loaded.spec,
                     kind,
@@ -318,7 +318,7 @@ impl Handle {
             None => {
                 if let Some(spec) = &self.hooks {
                     let kind = Kind::Poststart;
-                    hooks::in_runtime_ns(
+                    crate::hook_runner::run(
                         &self.init_exe,
                         spec,
                         kind,
@@ -371,7 +371,7 @@ impl Handle {
         }
         keep(State::remove(bundle));
         if let Some(spec) = &self.hooks {
-            keep(hooks::in_runtime_ns(
+            keep(crate::hook_runner::run(
                 &self.init_exe,
                 spec,
                 Kind::Poststop,

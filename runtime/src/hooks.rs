@@ -7,7 +7,7 @@
 //! init (createContainer, startContainer) or a hook runner, a re-exec of the
 //! init binary that the caller spawns for the hooks of the runtime namespace
 //! (prestart, createRuntime, poststart, poststop) — the shim's global
-//! `waitpid(-1)` would otherwise collect the hook's exit status ([`in_runtime_ns`]).
+//! `waitpid(-1)` would otherwise collect the hook's exit status (`hook_runner.rs`).
 //! `cleanup_bundle` (`shim delete`, a process without a reaper) runs poststop
 //! itself.
 
@@ -26,8 +26,6 @@ use oci_spec::runtime::{Hook, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::exe::{InitExe, Role};
-use crate::sync::{Channel, Message};
 
 /// The six points of the lifecycle where hooks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,56 +151,6 @@ pub struct Job {
     pub index: usize,
     pub hook: Hook,
     pub state: String,
-}
-
-/// Runs the hooks of `kind` that belong in the runtime's namespaces, each in a
-/// hook runner (see the module doc for why); failures of poststart and
-/// poststop are only logged.
-pub(crate) fn in_runtime_ns(
-    exe: &InitExe,
-    spec: &Spec,
-    kind: Kind,
-    id: &str,
-    pid: Option<i32>,
-    bundle: &std::path::Path,
-) -> Result<()> {
-    let list = of(spec, kind);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let state = state(spec, id, pid, &bundle.to_string_lossy(), kind);
-    for (index, hook) in list.iter().enumerate() {
-        let job = Job {
-            kind,
-            index,
-            hook: hook.clone(),
-            state: state.clone(),
-        };
-        match in_runner(exe, job) {
-            Ok(()) => {}
-            Err(e) if kind.fatal() => return Err(e),
-            Err(e) => log::warn!("{id}: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Spawns a hook runner for one hook and waits for its report.
-fn in_runner(exe: &InitExe, job: Job) -> Result<()> {
-    let what = label(job.kind, job.index, &job.hook);
-    let (ch, child_end) = Channel::pair()?;
-    exe.spawn(Role::Hook, child_end, None, None)?;
-    ch.send(&Message::Hook(Box::new(job)), &[])?;
-    match ch.recv()? {
-        Some((Message::Ready, _)) => Ok(()),
-        Some((Message::Error { cause, .. }, _)) => Err(Error::Hook(cause)),
-        Some((other, _)) => Err(Error::Protocol(format!(
-            "{what}: unexpected message from the hook runner {other:?}"
-        ))),
-        None => Err(Error::Protocol(format!(
-            "{what}: the hook runner exited without a report"
-        ))),
-    }
 }
 
 /// How much of a failed hook's output goes into the error.

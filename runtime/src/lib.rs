@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 mod container;
 mod exec;
 mod features;
+mod hook_runner;
 mod hostfs;
 mod state;
 // Shared by both sides: what the spec asks for, and how it is applied.
