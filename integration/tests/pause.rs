@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use common::{task_status, wait_until, Running, T};
 use tent_integration::{runtime, unique_id, Background, Containerd, IMAGE};
 
-const COUNTER: &str = "echo ready; i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done";
+/// Written by rename, so a pause between the truncate and the write of `echo >` cannot leave the
+/// file empty while the container is frozen.
+const COUNTER: &str =
+    "echo ready; i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.1; done";
 
 /// The counter file read from the host through the task's rootfs (`<bundle>/rootfs`).
 fn counter_file(c: &Containerd, id: &str) -> PathBuf {
