@@ -9,6 +9,7 @@
 # 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
 # 6. the cgroup-version-dependent tests in a pure cgroup v2 VM (containerd 1.6)
+# 7. the systemd cgroup driver in VMs booted with systemd as PID 1 (cgroup v2 and v1)
 #
 # Environment:
 #   TENT_TEST_VERSIONS   containerd versions to test (default "1.6 1.7 2.1")
@@ -18,6 +19,7 @@
 #   TENT_UNIT_TIMEOUT / TENT_IT_TIMEOUT  bound (s) of the unit step / each integration step (900)
 #   TENT_TEST_THREADS    parallel tests per integration binary (default 4)
 #   TENT_V2_TIMEOUT      bound (s) of the cgroup v2 VM run (900); TENT_TEST_SKIP_V2=1 skips it
+#                        (and step 7); TENT_TEST_SKIP_SYSTEMD=1 skips only step 7
 # Every step runs even if an earlier check failed (builds excepted); the exit code is non-zero if
 # anything failed, and a summary with times closes the output.
 set -euo pipefail
