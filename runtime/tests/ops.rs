@@ -311,11 +311,17 @@ fn counter(b: &Bundle) -> u64 {
 
 fn pause_resume(exe: &InitExe) {
     let b = Bundle::new("pause");
-    let script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done";
+    // Written by rename: a freeze between `echo >`'s truncate and write would leave the
+    // file empty for the whole pause.
+    let script =
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.1; done";
     let c = running(&b, exe, &["sh", "-c", script], |s| {
         s["root"]["readonly"] = json!(false)
     });
-    std::thread::sleep(Duration::from_millis(400));
+    let t = std::time::Instant::now();
+    while counter(&b) == 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(counter(&b) > 0, "counter never started");
     assert!(!c.is_paused().expect("is_paused"));
     c.pause().expect("pause");
