@@ -62,18 +62,26 @@ fn warn_runs_and_logs() {
     let opts = profile(c, "warn", "mode = \"warn\"\nforbid = [\"shell\"]");
     let id = unique_id("budget-warn");
     let from = log_len(c);
-    let r = c.run(&id, &["/bin/tent-testbin", "exit", "0"], &opts);
-    r.assert_ok();
-    c.assert_no_leftovers(&id);
-    // Judged off the start path: the line may come after `ctr run` returned.
+    // A container that runs until the judgement is logged: it is made off the start path, in a
+    // low-priority thread, and a shim whose last container is gone may exit (and its log end)
+    // before a starved thread logs it.
+    let mut bg = c.spawn_run(&id, &["/bin/tent-testbin", "pause"], &opts);
+    bg.wait_for_line("ready", std::time::Duration::from_secs(30));
     let mut log = String::new();
-    for _ in 0..100 {
+    for _ in 0..400 {
         log = log_since(c, from);
         if log.contains("exceeds tent's audit budget") && log.contains("audit score") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    c.ctr_result(&["task", "kill", "-s", "SIGKILL", &id])
+        .assert_ok();
+    assert_eq!(
+        bg.finish(std::time::Duration::from_secs(30)).code,
+        Some(137)
+    );
+    c.assert_no_leftovers(&id);
     let line = log
         .lines()
         .find(|l| l.contains(&id) && l.contains("exceeds tent's audit budget"))
