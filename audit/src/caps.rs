@@ -14,7 +14,7 @@ const REV3: u32 = 0x0300_0000;
 const EFFECTIVE: u32 = 0x0000_0001;
 
 /// Capability names by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE).
-const NAMES: [&str; 41] = [
+pub const NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
