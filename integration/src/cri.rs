@@ -16,7 +16,7 @@
 //!   namespace, where CRI finds `docker.io/library/tent-test:latest` (and the pod sandbox
 //!   image `docker.io/library/tent-test:pause`).
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
@@ -495,17 +495,12 @@ pub fn pod_cgroup_dirs(uid: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// rmdir the pod's cgroup dirs (kubelet's job once the pod is gone), then the empty
-/// `kubepods/besteffort` and `kubepods` dirs.
+/// rmdir the pod's cgroup dirs (kubelet's job once the pod is gone). The shared
+/// `kubepods/besteffort` parents stay, as on a node: removing them raced another test's
+/// runtime between its mkdir of the parent and of its pod dir (runc: `mkdir .../pod<uid>: ENOENT`).
 fn remove_pod_cgroups(uid: &str) {
     for d in pod_cgroup_dirs(uid) {
         let _ = std::fs::remove_dir(&d);
-        for up in [d.parent(), d.parent().and_then(Path::parent)]
-            .into_iter()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir(up);
-        }
     }
 }
 
