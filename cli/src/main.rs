@@ -1,8 +1,17 @@
 //! `tent`: the operator CLI. `tent audit` reports what a root file system
 //! carries that could widen what a container's processes can do (see
-//! `cli/README.md`).
+//! `cli/README.md`); `tent doctor`, `tent install` and `tent uninstall` put tent
+//! on a node's containerd and check it is there (`nodecmd.rs`).
 
+mod configedit;
+mod cri;
+mod ctdconfig;
+mod doctor;
 mod error;
+mod host;
+mod install;
+mod kube;
+mod nodecmd;
 mod observe;
 mod running;
 mod source;
@@ -94,7 +103,11 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>> {
         Some(c) if c == "audit" => {}
         Some(c) if c == "--help" || c == "-h" || c == "help" => return Ok(None),
         Some(c) => return Err(usage(format!("unknown command {}", c.to_string_lossy()))),
-        None => return Err(usage("a command is needed: audit".into())),
+        None => {
+            return Err(usage(
+                "a command is needed: audit, doctor, install or uninstall".into(),
+            ))
+        }
     }
     let mut target = None;
     let mut json = false;
@@ -356,6 +369,26 @@ fn running(a: &Args) -> i32 {
 }
 
 fn main() {
+    let mut argv = std::env::args_os().skip(1).peekable();
+    if let Some(c) = argv
+        .peek()
+        .map(|c| c.to_string_lossy().into_owned())
+        .filter(|c| matches!(c.as_str(), "doctor" | "install" | "uninstall"))
+    {
+        argv.next();
+        let args: Vec<OsString> = argv.collect();
+        if args.iter().any(|a| a == "--help" || a == "-h") {
+            print!("{}", nodecmd::USAGE);
+            return;
+        }
+        match nodecmd::parse(&c, args.into_iter()) {
+            Ok(cmd) => std::process::exit(nodecmd::run(cmd)),
+            Err(e) => {
+                eprintln!("tent: {e}\n\n{}", nodecmd::USAGE);
+                std::process::exit(2);
+            }
+        }
+    }
     raise_nofile();
     let args = match parse(std::env::args_os().skip(1)) {
         Ok(Some(a)) => a,

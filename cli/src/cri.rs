@@ -1,0 +1,289 @@
+//! The CRI, as kubelet sees it: `Status` (is the runtime ready, which handlers does it
+//! report) and one verification pod on a handler. A blocking client over containerd's unix
+//! socket (tonic, a current-thread tokio runtime inside), every call bounded in time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The generated CRI v1 types and client (`runtime.v1`).
+mod api {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("runtime.v1");
+}
+
+use api::runtime_service_client::RuntimeServiceClient;
+
+/// Bound of one CRI call (RunPodSandbox included; it may pull the sandbox image).
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `Status` says.
+pub struct Status {
+    /// `(type, status, reason, message)` of each condition (RuntimeReady, NetworkReady).
+    pub conditions: Vec<(String, bool, String, String)>,
+    /// Handlers the CRI reports: `runtime_handlers` (containerd 2.x) or, when empty, the
+    /// runtime names of the verbose `config` (1.6/1.7).
+    pub handlers: Vec<String>,
+}
+
+/// A blocking CRI v1 client of one containerd.
+pub struct Cri {
+    address: PathBuf,
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Cri {
+    pub fn connect(address: &Path) -> Result<Cri, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let sock = address.to_path_buf();
+        let channel = rt
+            .block_on(async {
+                Endpoint::from_static("http://localhost")
+                    .connect_timeout(Duration::from_secs(10))
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let sock = sock.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(sock).await?,
+                            ))
+                        }
+                    }))
+                    .await
+            })
+            .map_err(|e| format!("connect to {}: {e}", address.display()))?;
+        Ok(Cri {
+            address: address.to_path_buf(),
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        })
+    }
+
+    fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, String>
+    where
+        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = f(self.client.clone());
+        self.rt.block_on(async {
+            match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(s)) => Err(format!(
+                    "CRI {what} on {}: {:?}: {}",
+                    self.address.display(),
+                    s.code(),
+                    s.message()
+                )),
+                Err(_) => Err(format!(
+                    "CRI {what} on {}: no answer within {CALL_TIMEOUT:?}",
+                    self.address.display()
+                )),
+            }
+        })
+    }
+
+    pub fn status(&self) -> Result<Status, String> {
+        let r = self.call("Status", |mut c| async move {
+            c.status(api::StatusRequest { verbose: true }).await
+        })?;
+        let conditions = r
+            .status
+            .map(|s| {
+                s.conditions
+                    .into_iter()
+                    .map(|c| (c.r#type, c.status, c.reason, c.message))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut handlers: Vec<String> = r.runtime_handlers.into_iter().map(|h| h.name).collect();
+        if handlers.is_empty() {
+            handlers = r
+                .info
+                .get("config")
+                .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+                .and_then(|c| {
+                    c.pointer("/containerd/runtimes")
+                        .and_then(|r| r.as_object())
+                        .map(|m| m.keys().cloned().collect())
+                })
+                .unwrap_or_default();
+        }
+        Ok(Status {
+            conditions,
+            handlers,
+        })
+    }
+
+    /// A pod on `handler` with one container from `image` (its own entrypoint): created,
+    /// started, seen running, then stopped and removed (also when a step fails).
+    pub fn verify_pod(&self, v: &VerifyPod) -> Result<(), String> {
+        let uid = format!("tentverify{}{}", std::process::id(), unix_millis());
+        let log_dir = v.log_root.join(&uid);
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| format!("mkdir {}: {e}", log_dir.display()))?;
+        let cgroup_parent = if v.systemd {
+            format!("kubepods-besteffort-pod{uid}.slice")
+        } else {
+            format!("/kubepods/besteffort/pod{uid}")
+        };
+        let unconfined = api::SecurityProfile {
+            profile_type: api::security_profile::ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        };
+        let ns = api::NamespaceOption {
+            network: api::NamespaceMode::Pod as i32,
+            pid: api::NamespaceMode::Container as i32,
+            ipc: api::NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
+        let pod = api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: "tent-verify".into(),
+                uid: uid.clone(),
+                namespace: "kube-system".into(),
+                attempt: 0,
+            }),
+            hostname: "tent-verify".into(),
+            log_directory: log_dir.display().to_string(),
+            dns_config: Some(api::DnsConfig::default()),
+            labels: HashMap::from([("io.kubernetes.pod.uid".to_string(), uid.clone())]),
+            linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent,
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns.clone()),
+                    seccomp: Some(unconfined.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (cfg, handler) = (pod.clone(), v.handler.clone());
+        let pod_id = self
+            .call("RunPodSandbox", |mut c| async move {
+                c.run_pod_sandbox(api::RunPodSandboxRequest {
+                    config: Some(cfg),
+                    runtime_handler: handler,
+                })
+                .await
+            })?
+            .pod_sandbox_id;
+        let result = self.run_container(&pod_id, &pod, v, ns, unconfined);
+        let stop = self.remove_pod(&pod_id);
+        let _ = std::fs::remove_dir_all(&log_dir);
+        result.and(stop)
+    }
+
+    fn run_container(
+        &self,
+        pod_id: &str,
+        pod: &api::PodSandboxConfig,
+        v: &VerifyPod,
+        ns: api::NamespaceOption,
+        seccomp: api::SecurityProfile,
+    ) -> Result<(), String> {
+        let config = api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: "verify".into(),
+                attempt: 0,
+            }),
+            image: Some(api::ImageSpec {
+                image: v.image.clone(),
+                ..Default::default()
+            }),
+            log_path: "verify/0.log".into(),
+            linux: Some(api::LinuxContainerConfig {
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    namespace_options: Some(ns),
+                    seccomp: Some(seccomp),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (id, cfg, p) = (pod_id.to_string(), pod.clone(), config);
+        let cid = self
+            .call("CreateContainer", |mut c| async move {
+                c.create_container(api::CreateContainerRequest {
+                    pod_sandbox_id: id,
+                    config: Some(p),
+                    sandbox_config: Some(cfg),
+                })
+                .await
+            })?
+            .container_id;
+        let id = cid.clone();
+        self.call("StartContainer", |mut c| async move {
+            c.start_container(api::StartContainerRequest { container_id: id })
+                .await
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let id = cid.clone();
+            let s = self
+                .call("ContainerStatus", |mut c| async move {
+                    c.container_status(api::ContainerStatusRequest {
+                        container_id: id,
+                        verbose: false,
+                    })
+                    .await
+                })?
+                .status
+                .ok_or("ContainerStatus: no status")?;
+            match api::ContainerState::try_from(s.state) {
+                Ok(api::ContainerState::ContainerRunning) => return Ok(()),
+                Ok(api::ContainerState::ContainerExited) => {
+                    return Err(format!(
+                        "the verification container ({}) exited with {}: {} {}",
+                        v.image, s.exit_code, s.reason, s.message
+                    ))
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(format!(
+                        "the verification container ({}) was not running within 60 s (state {})",
+                        v.image, s.state
+                    ))
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn remove_pod(&self, pod_id: &str) -> Result<(), String> {
+        let id = pod_id.to_string();
+        self.call("StopPodSandbox", |mut c| async move {
+            c.stop_pod_sandbox(api::StopPodSandboxRequest { pod_sandbox_id: id })
+                .await
+        })?;
+        let id = pod_id.to_string();
+        self.call("RemovePodSandbox", |mut c| async move {
+            c.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
+                .await
+        })?;
+        Ok(())
+    }
+}
+
+/// The verification pod's parameters.
+pub struct VerifyPod {
+    pub handler: String,
+    /// An image already on the node (the sandbox image by default): run with its entrypoint.
+    pub image: String,
+    /// Where the pod's log directory is made (and removed).
+    pub log_root: PathBuf,
+    /// kubelet's systemd cgroup driver: a `.slice` parent, as kubelet sends.
+    pub systemd: bool,
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
