@@ -71,8 +71,14 @@ fn toml_str(s: &str) -> String {
     toml_edit::Value::from(s).to_string().trim().to_string()
 }
 
-/// The drop-in file for a root config's `imports`, if one of its globs is `<dir>/*.toml`.
+/// The drop-in file for a root config's `imports`, if one of its globs is `<dir>/*.toml` and
+/// the config is version 3 or later. containerd 1.x (versions 1/2) merges an import per plugin:
+/// a drop-in's CRI section replaces the root's whole CRI section (seen on 1.6: the CRI plugin
+/// then fails to load), so there the root file is edited instead.
 pub fn drop_in(root: &DocumentMut) -> Option<PathBuf> {
+    if cc::version(root) < 3 {
+        return None;
+    }
     cc::imports(root).iter().find_map(|g| {
         let dir = g.strip_suffix("/*.toml")?;
         (!dir.contains(['*', '?', '['])).then(|| Path::new(dir).join("tent.toml"))
@@ -405,6 +411,10 @@ mod tests {
         let mut files = root(text);
         files.insert(c[0].path.clone(), c[0].new.clone());
         assert!(plan_on(&files, &Mode::Containerd).unwrap().is_empty());
+        // Version 2 (containerd 1.x replaces plugin sections on import): the root is edited.
+        let text = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+        let c = plan_on(&root(text), &Mode::Containerd).unwrap();
+        assert_eq!(c[0].path, PathBuf::from("/etc/containerd/config.toml"));
     }
 
     #[test]

@@ -20,6 +20,29 @@ use api::runtime_service_client::RuntimeServiceClient;
 /// Bound of one CRI call (RunPodSandbox included; it may pull the sandbox image).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// kubelet's default masked and read-only paths (`procMount: Default`): without them the CRI
+/// asks for an unmasked /proc, which tent's profile refuses.
+const KUBELET_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const KUBELET_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// What `Status` says.
 pub struct Status {
     /// `(type, status, reason, message)` of each condition (RuntimeReady, NetworkReady).
@@ -202,6 +225,11 @@ impl Cri {
                 security_context: Some(api::LinuxContainerSecurityContext {
                     namespace_options: Some(ns),
                     seccomp: Some(seccomp),
+                    masked_paths: KUBELET_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+                    readonly_paths: KUBELET_READONLY_PATHS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -229,7 +229,7 @@ fn shim_version(f: &mut Vec<Finding>, shim: &Path, expect: &str) {
                 .ok_or_else(|| format!("no `Version:` in its -v output: {s:?}"))
         });
     match got {
-        Ok(v) if v == expect => f.push(Finding::ok(check, format!("{v}"))),
+        Ok(v) if v == expect => f.push(Finding::ok(check, v)),
         Ok(v) => f.push(Finding::problem(
             check,
             format!("the shim is {v}, expected {expect}"),

@@ -267,13 +267,14 @@ pub fn install(o: &Options) -> Result<(), String> {
             c.path.display()
         ));
     }
-    if changes.is_empty() {
+    let restarted = if changes.is_empty() {
         say("the configuration already registers tent: containerd not restarted");
+        Ok(())
     } else {
-        restart(o)?;
-    }
-    if let Err(e) = check(o) {
-        eprintln!("tent install: {e}\ntent install: rolling back");
+        restart(o)
+    };
+    if let Err(e) = restarted.and_then(|()| check(o)) {
+        eprintln!("tent install: failed, rolling back");
         if let Err(r) = undo(o, &state, !changes.is_empty()) {
             eprintln!("tent install: the roll-back failed too: {r}");
         }

@@ -1,0 +1,207 @@
+//! `tent install` → doctor clean → a pod on each handler (the installer's own verification
+//! through the CRI) → `tent uninstall` → config byte-identical, on a real private containerd
+//! (`TENT_CONTAINERD_VERSION` 1.6/1.7: config version 2, 2.1: version 3); also with a root
+//! config importing a drop-in directory (used on version 3; on 1.x the root file is edited).
+
+mod node;
+
+use node::*;
+
+const PAUSE: &str = "docker.io/library/tent-test:pause";
+
+fn install_args(d: &Daemon, prefix: &str) -> Vec<String> {
+    let profiles = repo().join("config");
+    vec![
+        "--prefix".into(),
+        prefix.into(),
+        "--shim".into(),
+        shim().display().to_string(),
+        "--profiles".into(),
+        profiles.display().to_string(),
+        "--restart".into(),
+        d.restart_arg(),
+        "--verify-image".into(),
+        PAUSE.into(),
+        "--distro".into(),
+        "k8s".into(),
+    ]
+}
+
+fn tent(d: &Daemon, cmd: &str, extra: &[&str], prefix: &str) -> Out {
+    let mut a: Vec<String> = vec![cmd.into()];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a.extend(install_args(d, prefix));
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    d.tent(&refs)
+}
+
+/// install, doctor, re-install, uninstall; `changed` is the file tent writes.
+fn round_trip(d: &Daemon, changed: &std::path::Path) {
+    let prefix = d.dir.join("opt-tent").display().to_string();
+    let root_before = std::fs::read(d.config()).expect("read config");
+    let changed_before = std::fs::read(changed).ok();
+
+    // --dry-run: the diff, nothing changed.
+    let o = tent(d, "install", &["--dry-run"], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    let table = format!("+[plugins.\"{}\".containerd.runtimes.tent]", d.plugin());
+    assert!(o.stdout.contains(&table), "dry run shows the table:\n{o}");
+    assert_eq!(std::fs::read(d.config()).ok(), Some(root_before.clone()));
+    assert_eq!(std::fs::read(changed).ok(), changed_before);
+    assert!(
+        !std::path::Path::new(&prefix).exists(),
+        "--dry-run made {prefix}"
+    );
+
+    let o = tent(d, "install", &[], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    for h in ["tent", "tent-compat"] {
+        assert!(
+            o.stdout.contains(&format!("a pod on handler {h} ran")),
+            "{o}"
+        );
+    }
+    assert!(o.stdout.contains("tent doctor: no problems"), "{o}");
+    assert!(o.stdout.contains("not in a cluster"), "{o}");
+    let installed = std::fs::read_to_string(changed).expect("tent's config");
+    if changed != d.config() {
+        assert_eq!(
+            std::fs::read(d.config()).ok(),
+            Some(root_before.clone()),
+            "the root config was edited although a drop-in was written"
+        );
+    }
+    let shim_dest = format!("{prefix}/bin/containerd-shim-tent-v1");
+    assert!(installed.contains(&shim_dest), "{installed}");
+    let doc = d.doc(changed);
+    assert!(
+        doc["plugins"][d.plugin()]["containerd"]["runtimes"]["tent"].is_table(),
+        "{installed}"
+    );
+
+    let o = d.tent(&["doctor", "--json"]);
+    assert_eq!(o.code, Some(0), "doctor after install:\n{o}");
+    assert!(
+        o.stdout.contains(&format!("shim version {shim_dest}")),
+        "{o}"
+    );
+
+    // Again: nothing changes, containerd is not restarted, the pods still run.
+    let pid = std::fs::read_to_string(d.dir.join("containerd.pid")).expect("pid");
+    let o = tent(d, "install", &[], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.contains("already registers tent"), "{o}");
+    assert_eq!(
+        std::fs::read_to_string(changed).ok().as_deref(),
+        Some(installed.as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.dir.join("containerd.pid")).ok(),
+        Some(pid)
+    );
+
+    let o = tent(d, "uninstall", &["--dry-run"], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert_eq!(
+        std::fs::read_to_string(changed).ok().as_deref(),
+        Some(installed.as_str())
+    );
+
+    let o = tent(d, "uninstall", &[], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert_eq!(
+        std::fs::read(d.config()).expect("config"),
+        root_before,
+        "root config not restored byte for byte"
+    );
+    assert_eq!(
+        std::fs::read(changed).ok(),
+        changed_before,
+        "{} not restored",
+        changed.display()
+    );
+    assert!(
+        !std::path::Path::new(&prefix).exists(),
+        "{prefix} left behind"
+    );
+    // containerd came back without tent.
+    let o = d.tent(&["doctor", "--json"]);
+    assert_eq!(o.code, Some(1), "{o}");
+    assert!(o.stdout.contains("\"cri handler tent\""), "{o}");
+    let o = tent(d, "uninstall", &[], &prefix);
+    assert!(
+        o.code == Some(0) && o.stdout.contains("nothing installed"),
+        "{o}"
+    );
+}
+
+#[test]
+fn install_doctor_uninstall_config_toml() {
+    let Some(d) = Daemon::up("install") else {
+        return;
+    };
+    d.strip_tent();
+    d.restart();
+    round_trip(&d, &d.config());
+}
+
+#[test]
+fn install_into_imported_drop_in() {
+    let Some(d) = Daemon::up("dropin") else {
+        return;
+    };
+    d.strip_tent();
+    let conf_d = d.dir.join("conf.d");
+    std::fs::create_dir_all(&conf_d).expect("mkdir conf.d");
+    let text = std::fs::read_to_string(d.config()).expect("config");
+    let text = format!("imports = [\"{}/*.toml\"]\n{text}", conf_d.display());
+    std::fs::write(d.config(), text).expect("write config");
+    d.restart();
+    if d.v3() {
+        round_trip(&d, &conf_d.join("tent.toml"));
+    } else {
+        // containerd 1.x replaces a plugin's whole section on import: tent edits the root.
+        round_trip(&d, &d.config());
+        assert!(!conf_d.join("tent.toml").exists());
+    }
+}
+
+#[test]
+fn install_refuses_missing_sources_and_malformed_config() {
+    let Some(d) = Daemon::up("refuse") else {
+        return;
+    };
+    let before = std::fs::read(d.config()).expect("config");
+    let prefix = d.dir.join("opt-tent").display().to_string();
+    let o = d.tent(&[
+        "install",
+        "--prefix",
+        &prefix,
+        "--shim",
+        "/nonexistent/shim",
+        "--restart",
+        "none",
+    ]);
+    assert_eq!(o.code, Some(1), "{o}");
+    assert!(o.stderr.contains("/nonexistent/shim"), "{o}");
+    let bad = d.dir.join("bad.toml");
+    std::fs::write(&bad, "version = 2\n[plugins\n").expect("write");
+    let mut a = vec!["install".to_string()];
+    a.extend(install_args(&d, &prefix));
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = d.tent_with(&refs, &bad);
+    assert_eq!(o.code, Some(1), "{o}");
+    assert!(
+        o.stderr.contains("bad.toml") && o.stderr.contains("not valid TOML"),
+        "{o}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&bad).ok().as_deref(),
+        Some("version = 2\n[plugins\n")
+    );
+    assert_eq!(std::fs::read(d.config()).expect("config"), before);
+    assert!(
+        !std::path::Path::new(&prefix).exists(),
+        "{prefix} left behind"
+    );
+}
