@@ -148,8 +148,9 @@ impl Cri {
     pub fn verify_pod(&self, v: &VerifyPod) -> Result<(), String> {
         let uid = format!("tentverify{}{}", std::process::id(), unix_millis());
         let log_dir = v.log_root.join(&uid);
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| format!("mkdir {}: {e}", log_dir.display()))?;
+        let local_log_dir = v.log_root_here.join(&uid);
+        std::fs::create_dir_all(&local_log_dir)
+            .map_err(|e| format!("mkdir {}: {e}", local_log_dir.display()))?;
         let cgroup_parent = if v.systemd {
             format!("kubepods-besteffort-pod{uid}.slice")
         } else {
@@ -199,7 +200,7 @@ impl Cri {
             .pod_sandbox_id;
         let result = self.run_container(&pod_id, &pod, v, ns, unconfined);
         let stop = self.remove_pod(&pod_id);
-        let _ = std::fs::remove_dir_all(&log_dir);
+        let _ = std::fs::remove_dir_all(&local_log_dir);
         result.and(stop)
     }
 
@@ -304,8 +305,10 @@ pub struct VerifyPod {
     pub handler: String,
     /// An image already on the node (the sandbox image by default): run with its entrypoint.
     pub image: String,
-    /// Where the pod's log directory is made (and removed).
+    /// Where the pod's log directory is made (and removed): the host's path (told to the
+    /// CRI) and the same directory as this process reaches it.
     pub log_root: PathBuf,
+    pub log_root_here: PathBuf,
     /// kubelet's systemd cgroup driver: a `.slice` parent, as kubelet sends.
     pub systemd: bool,
 }

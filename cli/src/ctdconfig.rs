@@ -7,6 +7,8 @@ use std::process::Command;
 
 use toml_edit::{DocumentMut, Item};
 
+use crate::host::Host;
+
 /// CRI plugin id holding `containerd.runtimes` for config version 1/2 (containerd 1.x).
 pub const CRI_V2: &str = "io.containerd.grpc.v1.cri";
 /// ... and for version 3 and later (containerd 2.x).
@@ -86,7 +88,8 @@ pub fn imports(doc: &DocumentMut) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// How to reach a containerd.
+/// How to reach a containerd. Paths are the host's: from a pod they are read under
+/// `host_root` and commands run in the host's namespaces (`host`).
 #[derive(Clone)]
 pub struct Target {
     /// The containerd binary (`config dump` is run with it).
@@ -95,17 +98,24 @@ pub struct Target {
     pub config: PathBuf,
     /// Its gRPC socket (the CRI).
     pub address: PathBuf,
+    /// Where the host's `/` is in this process's file system (`/` on the node itself).
+    pub host_root: PathBuf,
+    pub host: Host,
 }
 
 impl Target {
+    /// Host path `p` as this process reaches it.
+    pub fn at(&self, p: &Path) -> PathBuf {
+        self.host_root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
     /// `containerd --config <config> config dump`, parsed.
     pub fn dump(&self) -> Result<DocumentMut, String> {
-        let out = Command::new(&self.containerd)
-            .arg("--config")
+        let mut cmd = Command::new(&self.containerd);
+        cmd.arg("--config")
             .arg(&self.config)
-            .args(["config", "dump"])
-            .output()
-            .map_err(|e| format!("run {}: {e}", self.containerd.display()))?;
+            .args(["config", "dump"]);
+        let out = self.host.output(cmd)?;
         if !out.status.success() {
             return Err(format!(
                 "{} --config {} config dump: {}",

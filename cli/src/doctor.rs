@@ -93,27 +93,44 @@ pub fn run(o: &Options) -> Vec<Finding> {
         ),
     ));
     // The root file as written: containerd 1.x drops unknown plugin sections from its dump.
-    let raw = cc::parse_file(&o.target.config).ok().map(|(_, d)| d);
+    let raw = cc::parse_file(&o.target.at(&o.target.config))
+        .ok()
+        .map(|(_, d)| d);
     let mut paths = Vec::new();
     for h in &o.handlers {
-        handler(&mut f, &dump, raw.as_ref(), version, h, &mut paths);
+        handler(
+            &mut f,
+            &o.target,
+            &dump,
+            raw.as_ref(),
+            version,
+            h,
+            &mut paths,
+        );
     }
     paths.sort();
     paths.dedup();
     for p in &paths {
-        shim_version(&mut f, p, &o.expect_version);
+        shim_version(&mut f, &o.target, p, &o.expect_version);
     }
     if o.cri {
-        cri_status(&mut f, &o.target.address, &o.handlers);
+        cri_status(&mut f, &o.target.at(&o.target.address), &o.handlers);
     }
-    cgroup_driver(&mut f, &dump, version, &o.kubelet_config, &o.handlers);
-    lsm(&mut f, &dump, version, &o.profile);
-    cgroup_version(&mut f);
+    cgroup_driver(
+        &mut f,
+        &dump,
+        version,
+        &o.target.at(&o.kubelet_config),
+        &o.handlers,
+    );
+    lsm(&mut f, &o.target, &dump, version, &o.profile);
+    cgroup_version(&mut f, &o.target);
     f
 }
 
 fn handler(
     f: &mut Vec<Finding>,
+    t: &Target,
     dump: &DocumentMut,
     raw: Option<&DocumentMut>,
     version: i64,
@@ -166,7 +183,7 @@ fn handler(
             format!("{h} runtime_path"),
             "not set: containerd looks for containerd-shim-tent-v1 on its PATH and beside its binary",
         )),
-        Some(p) => match executable(Path::new(p)) {
+        Some(p) => match executable(&t.at(Path::new(p))) {
             Ok(()) => {
                 f.push(Finding::ok(format!("{h} runtime_path"), format!("{p} is executable")));
                 paths.push(PathBuf::from(p));
@@ -183,7 +200,7 @@ fn handler(
         .and_then(|o| o.get("ConfigPath"))
         .and_then(|v| v.as_str());
     if let Some(c) = cfg {
-        match std::fs::metadata(c) {
+        match std::fs::metadata(t.at(Path::new(c))) {
             Ok(m) if m.is_file() => f.push(Finding::ok(
                 format!("{h} profile"),
                 format!("ConfigPath {c}"),
@@ -212,22 +229,20 @@ fn executable(p: &Path) -> Result<(), String> {
 }
 
 /// `<shim> -v` prints `  Version: X`.
-fn shim_version(f: &mut Vec<Finding>, shim: &Path, expect: &str) {
+fn shim_version(f: &mut Vec<Finding>, t: &Target, shim: &Path, expect: &str) {
     let check = format!("shim version {}", shim.display());
-    let got = Command::new(shim)
-        .arg("-v")
-        .output()
-        .map_err(|e| e.to_string())
-        .and_then(|o| {
-            let s = String::from_utf8_lossy(&o.stdout).into_owned();
-            s.lines()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix("Version:")
-                        .map(|v| v.trim().to_string())
-                })
-                .ok_or_else(|| format!("no `Version:` in its -v output: {s:?}"))
-        });
+    let mut cmd = Command::new(shim);
+    cmd.arg("-v");
+    let got = t.host.output(cmd).and_then(|o| {
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        s.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Version:")
+                    .map(|v| v.trim().to_string())
+            })
+            .ok_or_else(|| format!("no `Version:` in its -v output: {s:?}"))
+    });
     match got {
         Ok(v) if v == expect => f.push(Finding::ok(check, v)),
         Ok(v) => f.push(Finding::problem(
@@ -357,13 +372,13 @@ fn cgroup_driver(
     }
 }
 
-fn read_trim(p: &str) -> Option<String> {
+fn read_trim(p: &Path) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_string())
 }
 
-fn lsm(f: &mut Vec<Finding>, dump: &DocumentMut, version: i64, profile: &str) {
+fn lsm(f: &mut Vec<Finding>, t: &Target, dump: &DocumentMut, version: i64, profile: &str) {
     let seccomp = std::fs::read_to_string("/proc/self/status")
         .ok()
         .is_some_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
@@ -381,9 +396,10 @@ fn lsm(f: &mut Vec<Finding>, dump: &DocumentMut, version: i64, profile: &str) {
             "the kernel has no seccomp: pods asking for a profile are refused",
         ));
     }
-    let aa = read_trim("/sys/module/apparmor/parameters/enabled").is_some_and(|v| v == "Y");
+    let aa = read_trim(&t.at(Path::new("/sys/module/apparmor/parameters/enabled")))
+        .is_some_and(|v| v == "Y");
     if aa {
-        if Path::new("/sys/kernel/security/apparmor").exists() {
+        if t.at(Path::new("/sys/kernel/security/apparmor")).exists() {
             f.push(Finding::ok(
                 "apparmor",
                 "enabled: containerd sets cri-containerd.apparmor.d, tent applies it",
@@ -401,7 +417,7 @@ fn lsm(f: &mut Vec<Finding>, dump: &DocumentMut, version: i64, profile: &str) {
             "not enabled: no AppArmor profile is applied",
         ));
     }
-    let se = Path::new("/sys/fs/selinux/enforce").exists();
+    let se = t.at(Path::new("/sys/fs/selinux/enforce")).exists();
     let plugin = if version >= 3 { cc::CRI_V3 } else { cc::CRI_V2 };
     let cri_se = cc::get(dump, &["plugins", plugin, "enable_selinux"])
         .and_then(|v| v.as_bool())
@@ -420,10 +436,12 @@ fn lsm(f: &mut Vec<Finding>, dump: &DocumentMut, version: i64, profile: &str) {
     }
 }
 
-fn cgroup_version(f: &mut Vec<Finding>) {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+fn cgroup_version(f: &mut Vec<Finding>, t: &Target) {
+    if t.at(Path::new("/sys/fs/cgroup/cgroup.controllers"))
+        .exists()
+    {
         f.push(Finding::ok("cgroups", "v2 (unified)"));
-    } else if Path::new("/sys/fs/cgroup/unified").exists() {
+    } else if t.at(Path::new("/sys/fs/cgroup/unified")).exists() {
         f.push(Finding::info(
             "cgroups",
             "v1 (hybrid: v1 controllers, controller-less v2 at /sys/fs/cgroup/unified); kubelet 1.31+ deprecates v1",

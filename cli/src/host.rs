@@ -12,6 +12,9 @@ use std::process::{Command, Output};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Host {
     pub enter_ns: bool,
+    /// Whose namespaces (1 on a node; tests name another process, as PID 1 of a sandbox may
+    /// not be reachable).
+    pub pid: u32,
 }
 
 const NAMESPACES: [(&str, libc::c_int); 5] = [
@@ -29,7 +32,7 @@ impl Host {
         if self.enter_ns {
             let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
             for (n, flag) in NAMESPACES {
-                let p = format!("/proc/1/ns/{n}");
+                let p = format!("/proc/{}/ns/{n}", self.pid);
                 let f = File::open(&p).map_err(|e| format!("open {p} (needs hostPID): {e}"))?;
                 fds.push((f.into(), flag));
             }

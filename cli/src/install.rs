@@ -15,7 +15,7 @@ use crate::configedit::{self as ce, Change, Handler, Mode};
 use crate::cri::{Cri, VerifyPod};
 use crate::ctdconfig::{self as cc, Target};
 use crate::doctor;
-use crate::host::{Host, Restart};
+use crate::host::Restart;
 use crate::kube::Kube;
 
 /// The handlers tent registers and the profile file each gets.
@@ -93,9 +93,6 @@ pub struct Options {
     /// containerd binary, root config, socket: host paths.
     pub target: Target,
     pub distro: Distro,
-    /// The host's file system as this process sees it (`/host` in the chart's pod).
-    pub host_root: PathBuf,
-    pub host: Host,
     pub prefix: PathBuf,
     /// Sources in this process's file system.
     pub shim: PathBuf,
@@ -119,7 +116,7 @@ struct State {
 
 impl Options {
     fn at(&self, p: &Path) -> PathBuf {
-        at(&self.host_root, p)
+        self.target.at(p)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -290,7 +287,7 @@ fn restart(o: &Options) -> Result<(), String> {
         return Ok(());
     }
     say(&format!("restarting containerd ({:?})", o.restart));
-    o.restart.run(&o.host)?;
+    o.restart.run(&o.target.host)?;
     // The CRI answers once containerd is back.
     let addr = o.at(&o.target.address);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -334,13 +331,14 @@ fn check(o: &Options) -> Result<(), String> {
         };
         let systemd =
             doctor::kubelet_driver(&o.at(&o.kubelet_config)).is_some_and(|d| d == "systemd");
-        let log_root = o.at(&o.prefix.join("verify"));
+        let log_root = o.prefix.join("verify");
         for (h, _) in HANDLERS {
             let t0 = Instant::now();
             cri.verify_pod(&VerifyPod {
                 handler: h.into(),
                 image: image.clone(),
                 log_root: log_root.clone(),
+                log_root_here: o.at(&log_root),
                 systemd,
             })
             .map_err(|e| format!("verification pod on {h}: {e}"))?;
@@ -349,17 +347,14 @@ fn check(o: &Options) -> Result<(), String> {
                 t0.elapsed().as_secs_f64()
             ));
         }
-        let _ = std::fs::remove_dir(&log_root);
+        let _ = std::fs::remove_dir(o.at(&log_root));
     }
     if o.target.dump().is_ok() {
         let findings = doctor::run(&doctor::Options {
-            target: Target {
-                address: addr,
-                ..o.target.clone()
-            },
+            target: o.target.clone(),
             handlers: HANDLERS.iter().map(|(h, _)| h.to_string()).collect(),
             expect_version: env!("CARGO_PKG_VERSION").into(),
-            kubelet_config: o.at(&o.kubelet_config),
+            kubelet_config: o.kubelet_config.clone(),
             profile: o.profile.clone(),
             cri: true,
         });
@@ -426,7 +421,7 @@ fn undo(o: &Options, state: &State, restart_after: bool) -> Result<(), String> {
         changed = true;
     }
     if changed && restart_after {
-        o.restart.run(&o.host)?;
+        o.restart.run(&o.target.host)?;
     }
     for f in &state.files {
         remove(&o.at(f))?;

@@ -14,7 +14,7 @@ pub const USAGE: &str = "\
 usage: tent doctor [--json] [--config FILE] [--address SOCK] [--containerd BIN] [--handler H]...
                    [--expect-version V] [--kubelet-config FILE] [--profile tent|compat] [--no-cri]
        tent install [--dry-run] [--prefix DIR] [--distro auto|k8s|k3s|rke2] [--config FILE]
-                   [--address SOCK] [--containerd BIN] [--host-root DIR] [--host-ns]
+                   [--address SOCK] [--containerd BIN] [--host-root DIR] [--host-ns [--host-pid P]]
                    [--shim FILE] [--profiles DIR] [--restart systemd:UNIT|cmd:COMMAND|none]
                    [--verify-image REF] [--no-verify] [--node NAME] [--kubeconfig FILE]
                    [--kubectl BIN] [--wait-for-term --daemonset NS/NAME]
@@ -40,7 +40,7 @@ whose version picks config.toml.tmpl or config-v3.toml.tmpl), address
 systemd:containerd (k3s: systemd:k3s, rke2: systemd:rke2-server), containerd `containerd`,
 kubelet config /var/lib/kubelet/config.yaml, shim and `profiles/` beside this binary.
 --host-root DIR: the host's / is at DIR (the chart mounts it at /host); --host-ns: run
-containerd and systemctl in PID 1's namespaces (hostPID).
+containerd and systemctl in PID 1's namespaces (hostPID; --host-pid names another process).
 ";
 
 pub enum Cmd {
@@ -77,6 +77,7 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
     let mut distro = "auto".to_string();
     let mut host_root = PathBuf::from("/");
     let mut host_ns = false;
+    let mut host_pid = 1u32;
     let mut shim = exe_dir().join("containerd-shim-tent-v1");
     let mut profiles = exe_dir().join("profiles");
     let mut restart: Option<Restart> = None;
@@ -120,6 +121,12 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
             "--distro" => distro = value()?.to_string_lossy().into(),
             "--host-root" => host_root = value()?.into(),
             "--host-ns" => host_ns = true,
+            "--host-pid" => {
+                let v = value()?.to_string_lossy().into_owned();
+                host_pid = v
+                    .parse()
+                    .map_err(|_| format!("--host-pid {v}: not a pid"))?;
+            }
             "--shim" => shim = value()?.into(),
             "--profiles" => profiles = value()?.into(),
             "--restart" => restart = Some(Restart::parse(&value()?.to_string_lossy())?),
@@ -145,6 +152,11 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
         containerd,
         config: config.unwrap_or_else(|| distro.default_config()),
         address: address.unwrap_or_else(|| distro.default_address()),
+        host_root,
+        host: host::Host {
+            enter_ns: host_ns,
+            pid: host_pid,
+        },
     };
     if cmd == "doctor" {
         if handlers.is_empty() {
@@ -168,8 +180,6 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
     let opts = install::Options {
         target,
         distro,
-        host_root,
-        host: host::Host { enter_ns: host_ns },
         prefix,
         shim,
         profiles,

@@ -42,6 +42,20 @@ fn doctor_on_good_and_broken_configs() {
     expect(&o, "cri handler tent", "ok");
     expect(&o, "cri RuntimeReady", "ok");
     expect(&o, "tent runtime_path", "info");
+    // The same through another process's namespaces (the chart's --host-ns enters PID 1's;
+    // here this test's own, as the sandbox's PID 1 is out of reach): setns before exec works.
+    let me = std::process::id().to_string();
+    let o = d.tent(&[
+        "doctor",
+        "--json",
+        "--host-ns",
+        "--host-pid",
+        &me,
+        "--host-root",
+        "/",
+    ]);
+    assert_eq!(o.code, Some(0), "{o}");
+    expect(&o, "handler tent", "ok");
     let table = d.tent(&["doctor"]);
     assert!(table.stdout.contains("tent doctor: no problems"), "{table}");
 
