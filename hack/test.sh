@@ -4,7 +4,7 @@
 #   hack/test.sh
 #
 # 1. Debian deps and containerd 1.6 / 1.7 / 2.1     (bash hack/install-deps.sh, bash hack/install-containerd.sh)
-# 2. cargo fmt --check, cargo clippy --all-targets -D warnings; hack/bench/test_report.py
+# 2. cargo fmt --check, cargo clippy --all-targets -D warnings; hack/bench/test_report.py; hack/chart-test.sh
 # 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
 # 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
@@ -100,6 +100,10 @@ if [[ -x /usr/bin/python3 ]]; then
 else
   record "bench report check (no /usr/bin/python3)" skip 0
 fi
+
+# charts/tent offline: helm lint/render through Helm's Go SDK (PyPI), Kubernetes schemas; ~5 s
+# once its venv exists (the first run creates it, ~1 min).
+step "chart checks (hack/chart-test.sh)" timeout -k 10 600 bash hack/chart-test.sh || true
 
 step "cargo build --release" cargo build --release --workspace --exclude tent-shim || { summary; exit 1; }
 step "build the shim (static, hack/build-shim.sh)" bash hack/build-shim.sh || { summary; exit 1; }

@@ -105,6 +105,7 @@ pub struct Options {
     pub kube: Kube,
     pub kubelet_config: PathBuf,
     pub profile: String,
+    pub verbose: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -358,6 +359,9 @@ fn check(o: &Options) -> Result<(), String> {
             profile: o.profile.clone(),
             cri: true,
         });
+        if o.verbose {
+            print!("{}", doctor::table(&findings));
+        }
         let problems: Vec<String> = findings
             .iter()
             .filter(|f| f.is_problem())

@@ -17,7 +17,7 @@ usage: tent doctor [--json] [--config FILE] [--address SOCK] [--containerd BIN] 
                    [--address SOCK] [--containerd BIN] [--host-root DIR] [--host-ns [--host-pid P]]
                    [--shim FILE] [--profiles DIR] [--restart systemd:UNIT|cmd:COMMAND|none]
                    [--verify-image REF] [--no-verify] [--node NAME] [--kubeconfig FILE]
-                   [--kubectl BIN] [--wait-for-term --daemonset NS/NAME]
+                   [--kubectl BIN] [--wait-for-term --daemonset NS/NAME] [--verbose]
        tent uninstall [--dry-run] [same options as install]
 
 doctor     read-only: containerd's merged config (`containerd config dump`) and its CRI status;
@@ -33,6 +33,7 @@ install    copy the shim and profiles to PREFIX (default /opt/tent), register th
 uninstall  remove the label, restore each changed file byte for byte (or take tent's tables
            out of a file changed since), restart containerd, remove the files
 --dry-run  print the diff, change nothing
+--verbose  print every finding of the doctor's run after the install (else only problems)
 
 Defaults (by distro): config /etc/containerd/config.toml (k3s/rke2: the agent's config.toml,
 whose version picks config.toml.tmpl or config-v3.toml.tmpl), address
@@ -89,6 +90,7 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
         node: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
     };
     let mut wait = false;
+    let mut verbose = false;
     let mut daemonset = None;
     while let Some(a) = it.next() {
         let s = a.to_string_lossy().into_owned();
@@ -132,6 +134,7 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
             "--restart" => restart = Some(Restart::parse(&value()?.to_string_lossy())?),
             "--verify-image" => verify_image = Some(value()?.to_string_lossy().into()),
             "--no-verify" => verify = false,
+            "--verbose" if cmd != "doctor" => verbose = true,
             "--node" => kube.node = Some(value()?.to_string_lossy().into()),
             "--kubeconfig" => kube.kubeconfig = Some(value()?.into()),
             "--kubectl" => kube.kubectl = value()?.into(),
@@ -190,6 +193,7 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
         kube,
         kubelet_config: kubelet,
         profile,
+        verbose,
     };
     if wait && daemonset.is_none() && opts.kube.unavailable().is_none() {
         return Err("--wait-for-term in a cluster needs --daemonset NS/NAME (to tell a rolling update from an uninstall)".into());
