@@ -1,106 +1,176 @@
 #!/usr/bin/env bash
-# End-to-end on a kind cluster: a Kubernetes pod with runtimeClassName: tent.
+# End-to-end on a kind cluster through the chart: tent installed by its own installer.
 #
-#   hack/kind-e2e.sh        (env: TENT_KIND_CLUSTER=tent-e2e, KEEP_CLUSTER=1 to keep it)
+#   hack/kind-e2e.sh            build, cluster, helm install, pods on tent and tent-compat,
+#                               helm uninstall, the node's config checked byte for byte
+#   hack/kind-e2e.sh --check    only check this script (bash -n, shellcheck) and the tools
 #
-# Needs a Docker engine, kind and kubectl; prints SKIP and exits 0 when they are missing (as on
-# the project's dev/CI machines, which have no Docker engine).
-# Steps: build the shim statically (no glibc mismatch with the node image) and the test image;
-# create a cluster; copy the shim into the node as /usr/local/bin/containerd-shim-tent-v1;
-# add runtime `tent` (runtime_type io.containerd.tent.v1) to the node's containerd config
-# (config version 2 or 3, detected) and restart containerd; load the test image; create
-# RuntimeClass `tent`; run a pod with it; check its logs; delete the cluster.
+# Env: TENT_KIND_CLUSTER (default tent-e2e), KEEP_CLUSTER=1 keeps it, TENT_KIND_NODE_IMAGE
+# (a kindest/node image; default kind's own).
+# Needs a Docker engine, kind, kubectl and helm; prints "SKIP: ..." naming what is missing and
+# exits 0 otherwise (the project's dev/CI machines have no Docker engine).
+#
+# Steps: build the static shim and CLI; an installer image FROM scratch from them, tent's
+# profiles and this machine's (static) kubectl, the layout of the repository's Dockerfile,
+# built without network; a kind cluster; the image and the test image
+# (hack/build-image.sh: busybox applets, httpd included) loaded into it; `helm install` of
+# charts/tent (its verification pod runs the node's pause image); wait for the node label runtime.tent.dev/ready=true; a Deployment (busybox
+# httpd) on runtimeClassName tent behind a Service, requested from a pod on tent-compat;
+# `kubectl logs`, `kubectl exec`, `kubectl top` where metrics-server answers; the container
+# checked to run on io.containerd.tent.v1; delete; `helm uninstall`; the label gone, the
+# node's /etc/containerd/config.toml byte-identical to before, /opt/tent gone, node Ready.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
 CLUSTER="${TENT_KIND_CLUSTER:-tent-e2e}"
 TRIPLE=x86_64-unknown-linux-gnu
+LABEL=runtime.tent.dev/ready
+NS=tent-system
+IMAGE=tent-installer:e2e
+TEST_IMAGE=docker.io/library/tent-test:latest
 log() { echo "kind-e2e: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-  echo "SKIP: kind e2e needs a Docker engine and kind (docker info failed: no Docker engine here)"
+missing() { # prints what is missing to run, nothing when all is there
+  local t
+  for t in docker kind kubectl helm; do
+    command -v "$t" >/dev/null 2>&1 || { echo "$t not installed"; return; }
+  done
+  docker info >/dev/null 2>&1 || echo "no Docker engine (docker info failed)"
+}
+
+if [[ "${1:-}" == --check ]]; then
+  bash -n "$0" || die "bash -n failed"
+  if command -v shellcheck >/dev/null 2>&1; then
+    shellcheck "$0" || die "shellcheck failed"
+    log "bash -n and shellcheck clean"
+  else
+    log "bash -n clean (shellcheck not installed)"
+  fi
+  m="$(missing)"
+  log "tools: ${m:-all present}"
   exit 0
 fi
-for t in kind kubectl; do
-  command -v "$t" >/dev/null 2>&1 || { echo "SKIP: kind e2e needs a Docker engine and kind ($t not installed)"; exit 0; }
-done
+[[ $# == 0 ]] || die "usage: $0 [--check]"
 
-log "building the shim (static) and the test image"
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p tent-shim --target "$TRIPLE"
-SHIM="$REPO/target/$TRIPLE/release/containerd-shim-tent-v1"
-[[ -x "$SHIM" ]] || die "no $SHIM"
+m="$(missing)"
+if [[ -n "$m" ]]; then
+  echo "SKIP: kind e2e needs a Docker engine, kind, kubectl and helm: $m"
+  exit 0
+fi
+
+cd "$REPO"
+log "building the shim and the CLI (static)"
+SHIM_DIR="$(bash hack/build-shim.sh | tail -n1)"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p tent-cli --target "$TRIPLE"
+KUBECTL="$(command -v kubectl)"
+if ldd "$KUBECTL" >/dev/null 2>&1; then
+  die "$KUBECTL is dynamically linked: the FROM scratch image needs a static kubectl"
+fi
 bash hack/build-image.sh --out "$REPO/.cache/images/tent-kind.tar" >/dev/null
 
+STAGE="$(mktemp -d)"
 cleanup() {
+  rm -rf "$STAGE"
   if [[ "${KEEP_CLUSTER:-0}" == 1 ]]; then log "keeping cluster $CLUSTER"; return; fi
   kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
-kind get clusters 2>/dev/null | grep -qx "$CLUSTER" && kind delete cluster --name "$CLUSTER"
-log "creating kind cluster $CLUSTER"
-kind create cluster --name "$CLUSTER" --wait 180s
-NODE="$CLUSTER-control-plane"
-KCTX="kind-$CLUSTER"
-k() { kubectl --context "$KCTX" "$@"; }
+log "building the installer image $IMAGE (the Dockerfile's layout, from local binaries)"
+mkdir -p "$STAGE/bin/profiles"
+cp "$SHIM_DIR/containerd-shim-tent-v1" "$REPO/target/$TRIPLE/release/tent" "$KUBECTL" "$STAGE/bin/"
+cp config/tent.toml config/tent-compat.toml "$STAGE/bin/profiles/"
+cat >"$STAGE/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY bin/ /bin/
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENTRYPOINT ["/bin/tent"]
+DOCKERFILE
+docker build -q -t "$IMAGE" "$STAGE" >/dev/null
 
-log "installing the shim into $NODE"
-docker cp "$SHIM" "$NODE:/usr/local/bin/containerd-shim-tent-v1"
-docker exec "$NODE" chmod 0755 /usr/local/bin/containerd-shim-tent-v1
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then kind delete cluster --name "$CLUSTER"; fi
+log "creating kind cluster $CLUSTER"
+kind create cluster --name "$CLUSTER" --wait 180s ${TENT_KIND_NODE_IMAGE:+--image "$TENT_KIND_NODE_IMAGE"}
+NODE="$CLUSTER-control-plane"
+k() { kubectl --context "kind-$CLUSTER" "$@"; }
+node_sum() { docker exec "$NODE" sha256sum /etc/containerd/config.toml | cut -d' ' -f1; }
+
+kind load docker-image --name "$CLUSTER" "$IMAGE"
+kind load image-archive --name "$CLUSTER" .cache/images/tent-kind.tar
+BEFORE="$(node_sum)"
 docker exec "$NODE" containerd --version
 
-log "configuring runtime tent in the node's containerd"
-docker exec -i "$NODE" bash -euo pipefail <<'NODE_SCRIPT'
-cfg=/etc/containerd/config.toml
-if grep -q 'runtimes.tent\]' "$cfg"; then exit 0; fi
-if grep -Eq '^version *= *3' "$cfg"; then
-  sect='plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent'
-else
-  sect='plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent'
+log "helm install charts/tent"
+helm --kube-context "kind-$CLUSTER" install tent charts/tent --namespace "$NS" --create-namespace \
+  --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE#*:}" --set image.pullPolicy=Never \
+  --wait --timeout 5m
+if ! k wait --for=jsonpath="{.metadata.labels.${LABEL//./\\.}}"=true "node/$NODE" --timeout=300s; then
+  k -n "$NS" logs ds/tent --tail=100 || true
+  die "node $NODE was not labelled $LABEL=true"
 fi
-printf '\n[%s]\n  runtime_type = "io.containerd.tent.v1"\n' "$sect" >>"$cfg"
-systemctl restart containerd
-for i in $(seq 1 60); do ctr version >/dev/null 2>&1 && exit 0; sleep 1; done
-echo "containerd did not come back" >&2; exit 1
-NODE_SCRIPT
+k -n "$NS" logs ds/tent | sed 's/^/  installer: /'
+k -n "$NS" exec ds/tent -- /bin/tent doctor --host-root /host --host-ns
 
-log "loading the test image"
-kind load image-archive --name "$CLUSTER" .cache/images/tent-kind.tar
-
-k wait --for=condition=Ready node --all --timeout=180s
-log "creating RuntimeClass tent and a pod"
-k apply -f - <<'YAML'
-apiVersion: node.k8s.io/v1
-kind: RuntimeClass
-metadata:
-  name: tent
-handler: tent
+log "a Deployment on tent, a client on tent-compat"
+k apply -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      runtimeClassName: tent
+      containers:
+      - name: httpd
+        image: $TEST_IMAGE
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /tmp/www && echo hello from a tent > /tmp/www/index.html && echo serving && exec httpd -f -p 8080 -h /tmp/www"]
+        ports: [{containerPort: 8080}]
 ---
 apiVersion: v1
-kind: Pod
-metadata:
-  name: tent-e2e
+kind: Service
+metadata: {name: web}
 spec:
-  runtimeClassName: tent
-  restartPolicy: Never
-  containers:
-  - name: hello
-    image: docker.io/library/tent-test:latest
-    imagePullPolicy: Never
-    command: ["sh", "-c", "echo hello from a tent pod; id -u"]
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
 YAML
-
-if ! k wait --for=jsonpath='{.status.phase}'=Succeeded pod/tent-e2e --timeout=120s; then
-  k describe pod tent-e2e || true
-  docker exec "$NODE" journalctl -u containerd --no-pager -n 50 || true
-  die "pod tent-e2e did not succeed"
+if ! k rollout status deploy/web --timeout=180s; then
+  k describe pods -l app=web || true
+  die "deployment web on tent did not become available"
 fi
-logs="$(k logs tent-e2e)"
-echo "$logs"
-grep -qx 'hello from a tent pod' <<<"$logs" || die "unexpected pod logs: $logs"
-# The pod's container really ran under tent: its shim is containerd-shim-tent-v1.
-docker exec "$NODE" ctr -n k8s.io containers ls | grep -q 'io.containerd.tent.v1' \
-  || die "no container with runtime io.containerd.tent.v1 in the node"
-log "PASS: pod with runtimeClassName tent ran and logged as expected"
+POD="$(k get pods -l app=web -o jsonpath='{.items[0].metadata.name}')"
+[[ "$(k get pod "$POD" -o jsonpath='{.spec.runtimeClassName}')" == tent ]] || die "$POD is not on RuntimeClass tent"
+k logs "$POD" | grep -qx serving || die "kubectl logs $POD: no 'serving'"
+[[ "$(k exec "$POD" -- cat /tmp/www/index.html)" == "hello from a tent" ]] || die "kubectl exec into $POD failed"
+CID="$(k get pod "$POD" -o jsonpath='{.status.containerStatuses[0].containerID}')"
+docker exec "$NODE" ctr -n k8s.io containers info "${CID#containerd://}" | grep -q '"io.containerd.tent.v1"' \
+  || die "container ${CID} does not run on io.containerd.tent.v1"
+
+k run client --image="$TEST_IMAGE" --image-pull-policy=Never --restart=Never \
+  --overrides='{"spec":{"runtimeClassName":"tent-compat"}}' -- wget -q -T 10 -O - http://web/
+if ! k wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=120s; then
+  k describe pod client || true
+  die "client pod on tent-compat could not fetch http://web/"
+fi
+[[ "$(k logs client)" == "hello from a tent" ]] || die "the Service answered: $(k logs client)"
+
+if k top pod "$POD" >/dev/null 2>&1; then
+  k top pod "$POD"
+else
+  log "kubectl top: no metrics-server in this cluster (skipped)"
+fi
+k delete pod client --wait=true
+k delete deploy/web svc/web --wait=true
+
+log "helm uninstall"
+helm --kube-context "kind-$CLUSTER" uninstall tent --namespace "$NS" --wait --timeout 5m
+[[ -z "$(k get node "$NODE" -o jsonpath="{.metadata.labels.${LABEL//./\\.}}")" ]] || die "label $LABEL still on $NODE"
+AFTER="$(node_sum)"
+[[ "$BEFORE" == "$AFTER" ]] || die "/etc/containerd/config.toml differs after uninstall ($BEFORE -> $AFTER)"
+if docker exec "$NODE" test -e /opt/tent; then die "/opt/tent left on $NODE"; fi
+k wait --for=condition=Ready "node/$NODE" --timeout=120s
+log "PASS: installed by the chart, pods on tent and tent-compat, uninstalled with the config restored"

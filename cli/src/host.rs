@@ -25,10 +25,27 @@ const NAMESPACES: [(&str, libc::c_int); 5] = [
     ("mnt", libc::CLONE_NEWNS),
 ];
 
+/// Children start with no signal blocked: `tent install --wait-for-term` blocks SIGTERM for
+/// itself from the start, and a daemon it restarts must still stop on SIGTERM.
+pub fn unblock_signals(cmd: &mut Command) {
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe; the set is local.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Host {
     /// Run `cmd` to completion (in the host's namespaces with `enter_ns`).
     pub fn output(&self, mut cmd: Command) -> Result<Output, String> {
         let what = format!("{cmd:?}");
+        unblock_signals(&mut cmd);
         if self.enter_ns {
             let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
             for (n, flag) in NAMESPACES {

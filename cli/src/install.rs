@@ -72,15 +72,61 @@ impl Distro {
         }
     }
 
-    pub fn default_restart(self) -> Restart {
-        Restart::Systemd(
-            match self {
-                Distro::K8s => "containerd",
-                Distro::K3s => "k3s",
-                Distro::Rke2 => "rke2-server",
+    /// The unit running containerd: k3s/rke2 servers and agents have different units; the
+    /// server's unit file decides (else the agent's).
+    pub fn default_restart(self, host_root: &Path) -> Restart {
+        let unit_exists = |u: &str| {
+            [
+                "/etc/systemd/system",
+                "/usr/local/lib/systemd/system",
+                "/usr/lib/systemd/system",
+                "/lib/systemd/system",
+            ]
+            .iter()
+            .any(|d| at(host_root, &Path::new(d).join(format!("{u}.service"))).exists())
+        };
+        let pick = |server: &str, agent: &str| {
+            if unit_exists(server) || !unit_exists(agent) {
+                server.to_string()
+            } else {
+                agent.to_string()
             }
-            .into(),
-        )
+        };
+        Restart::Systemd(match self {
+            Distro::K8s => "containerd".into(),
+            Distro::K3s => pick("k3s", "k3s-agent"),
+            Distro::Rke2 => pick("rke2-server", "rke2-agent"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distro_detection_and_units() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Distro::parse("auto", d.path()).unwrap(), Distro::K8s);
+        std::fs::create_dir_all(d.path().join("var/lib/rancher/k3s/agent")).unwrap();
+        assert_eq!(Distro::parse("auto", d.path()).unwrap(), Distro::K3s);
+        assert_eq!(
+            Distro::K3s.default_restart(d.path()),
+            Restart::Systemd("k3s".into())
+        );
+        std::fs::create_dir_all(d.path().join("etc/systemd/system")).unwrap();
+        std::fs::write(d.path().join("etc/systemd/system/k3s-agent.service"), "").unwrap();
+        assert_eq!(
+            Distro::K3s.default_restart(d.path()),
+            Restart::Systemd("k3s-agent".into())
+        );
+        assert_eq!(
+            Distro::K3s.default_config(),
+            PathBuf::from("/var/lib/rancher/k3s/agent/etc/containerd/config.toml")
+        );
+        std::fs::create_dir_all(d.path().join("var/lib/rancher/rke2/agent")).unwrap();
+        assert_eq!(Distro::parse("auto", d.path()).unwrap(), Distro::Rke2);
+        assert!(Distro::parse("ubuntu", d.path()).is_err());
     }
 }
 

@@ -34,6 +34,7 @@ impl Kube {
             c.arg("--kubeconfig").arg(k);
         }
         c.args(args);
+        crate::host::unblock_signals(&mut c);
         let o = c
             .output()
             .map_err(|e| format!("run {}: {e}", self.kubectl.display()))?;

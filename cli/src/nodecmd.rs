@@ -38,7 +38,8 @@ uninstall  remove the label, restore each changed file byte for byte (or take te
 Defaults (by distro): config /etc/containerd/config.toml (k3s/rke2: the agent's config.toml,
 whose version picks config.toml.tmpl or config-v3.toml.tmpl), address
 /run/containerd/containerd.sock (k3s/rke2: /run/k3s/containerd/containerd.sock), restart
-systemd:containerd (k3s: systemd:k3s, rke2: systemd:rke2-server), containerd `containerd`,
+systemd:containerd (k3s: systemd:k3s, or k3s-agent where only its unit exists; rke2:
+rke2-server or rke2-agent), containerd `containerd`,
 kubelet config /var/lib/kubelet/config.yaml, shim and `profiles/` beside this binary.
 --host-root DIR: the host's / is at DIR (the chart mounts it at /host); --host-ns: run
 containerd and systemctl in PID 1's namespaces (hostPID; --host-pid names another process).
@@ -180,13 +181,14 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
             json,
         });
     }
+    let restart = restart.unwrap_or_else(|| distro.default_restart(&target.host_root));
     let opts = install::Options {
         target,
         distro,
         prefix,
         shim,
         profiles,
-        restart: restart.unwrap_or_else(|| distro.default_restart()),
+        restart,
         verify_image,
         verify,
         dry_run,
@@ -211,15 +213,26 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
     })
 }
 
-/// Block until SIGTERM or SIGINT.
-fn wait_for_term() -> Result<(), String> {
+fn term_set() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
-    set.thread_block()
-        .map_err(|e| format!("block SIGTERM: {e}"))?;
-    set.wait().map_err(|e| format!("sigwait: {e}"))?;
+    set
+}
+
+/// Block SIGTERM/SIGINT from the start (before any thread exists, so every thread has them
+/// blocked): one arriving during the install is taken by [`wait_for_term`] afterwards instead
+/// of killing the install half-way. Children get an empty mask (`host::unblock_signals`).
+fn block_term() -> Result<(), String> {
+    term_set()
+        .thread_block()
+        .map_err(|e| format!("block SIGTERM: {e}"))
+}
+
+/// Block until SIGTERM or SIGINT (pending ones included).
+fn wait_for_term() -> Result<(), String> {
+    term_set().wait().map_err(|e| format!("sigwait: {e}"))?;
     Ok(())
 }
 
@@ -241,6 +254,12 @@ pub fn run(cmd: Cmd) -> i32 {
             i32::from(f.iter().any(doctor::Finding::is_problem))
         }
         Cmd::Install { opts, wait } => {
+            if wait.is_some() {
+                if let Err(e) = block_term() {
+                    eprintln!("tent install: {e}");
+                    return 1;
+                }
+            }
             if let Err(e) = install::install(&opts) {
                 eprintln!("tent install: {e}");
                 return 1;

@@ -10,20 +10,31 @@ fn dockerfile_copies_existing_files() {
     let text = std::fs::read_to_string(repo.join("Dockerfile")).expect("read Dockerfile");
     let mut copied = 0;
     for line in text.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("COPY ") else { continue };
+        let Some(rest) = line.strip_prefix("COPY ") else {
+            continue;
+        };
         if rest.starts_with("--from=") {
             continue;
         }
         let words: Vec<&str> = rest.split_whitespace().collect();
         let (dest, srcs) = words.split_last().expect("COPY has a destination");
-        assert!(dest.starts_with('/') || *dest == "./" || !dest.is_empty(), "{line}");
+        assert!(
+            dest.starts_with('/') || *dest == "./" || !dest.is_empty(),
+            "{line}"
+        );
         for s in srcs {
             let p = repo.join(s);
-            assert!(p.exists(), "Dockerfile copies {s}, which does not exist ({line})");
+            assert!(
+                p.exists(),
+                "Dockerfile copies {s}, which does not exist ({line})"
+            );
             copied += 1;
         }
     }
-    assert!(copied >= 8, "only {copied} sources found: the parser missed the COPY lines");
+    assert!(
+        copied >= 8,
+        "only {copied} sources found: the parser missed the COPY lines"
+    );
     for f in ["config/tent.toml", "config/tent-compat.toml"] {
         assert!(text.contains(f), "the image does not ship {f}");
     }

@@ -205,3 +205,120 @@ fn install_refuses_missing_sources_and_malformed_config() {
         "{prefix} left behind"
     );
 }
+
+/// `tent install --wait-for-term` as the chart runs it, with a stand-in `kubectl` (a script
+/// answering for the API server): the label is set after the verification; SIGTERM while
+/// the DaemonSet stays (a rolling update) keeps tent; SIGTERM once it is gone removes the
+/// label and uninstalls, the config byte-identical.
+#[test]
+fn sigterm_uninstalls_only_when_the_daemonset_goes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let Some(d) = Daemon::up("sigterm") else {
+        return;
+    };
+    d.strip_tent();
+    d.restart();
+    let original = std::fs::read(d.config()).expect("config");
+    let prefix = d.dir.join("opt-tent").display().to_string();
+    let log = d.dir.join("kubectl.log");
+    let answer = d.dir.join("ds-answer");
+    let kubectl = d.dir.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{log}\ncase \"$*\" in *'get daemonset'*) cat {answer};; esac\n",
+            log = log.display(),
+            answer = answer.display()
+        ),
+    )
+    .expect("write kubectl");
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&kubectl)
+        .status()
+        .expect("chmod");
+
+    let run = |ds_answer: &str| -> (Option<i32>, String) {
+        std::fs::write(&answer, ds_answer).expect("write answer");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tent"));
+        c.arg("install")
+            .args(install_args(&d, &prefix))
+            .args([
+                "--wait-for-term",
+                "--daemonset",
+                "tent-system/tent",
+                "--node",
+                "n1",
+            ])
+            .arg("--kubectl")
+            .arg(&kubectl)
+            .arg("--config")
+            .arg(d.config())
+            .arg("--address")
+            .arg(d.socket())
+            .arg("--containerd")
+            .arg(d.bin.join("containerd"))
+            .args(["--kubelet-config", "/nonexistent/kubelet.yaml"])
+            .env("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("spawn tent install");
+        let mut out = String::new();
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        for l in lines.by_ref() {
+            let l = l.expect("read stdout");
+            out.push_str(&l);
+            out.push('\n');
+            if l.contains("labelled") {
+                break;
+            }
+        }
+        assert!(
+            out.contains("node n1 labelled runtime.tent.dev/ready=true"),
+            "{out}"
+        );
+        // SAFETY: our own child, not yet waited for.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        for l in lines {
+            out.push_str(&l.expect("read stdout"));
+            out.push('\n');
+        }
+        (child.wait().expect("wait").code(), out)
+    };
+
+    let (code, out) = run("tent ");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("tent stays installed"), "{out}");
+    assert!(std::fs::read_to_string(d.config())
+        .expect("config")
+        .contains("runtimes.tent]"));
+    let calls = std::fs::read_to_string(&log).expect("kubectl log");
+    assert!(
+        calls.contains("label node n1 runtime.tent.dev/ready=true --overwrite"),
+        "{calls}"
+    );
+    assert!(
+        !calls.contains("ready-"),
+        "label removed during a rolling update: {calls}"
+    );
+
+    let (code, out) = run("");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("label runtime.tent.dev/ready removed from node n1"),
+        "{out}"
+    );
+    assert!(out.contains("tent uninstall: done"), "{out}");
+    assert_eq!(
+        std::fs::read(d.config()).expect("config"),
+        original,
+        "config not restored"
+    );
+    assert!(
+        !std::path::Path::new(&prefix).exists(),
+        "{prefix} left behind"
+    );
+}
