@@ -144,8 +144,8 @@ impl Cri {
     }
 
     /// A pod on `handler` with one container from `image` (its own entrypoint): created,
-    /// started, seen running, then stopped and removed (also when a step fails).
-    pub fn verify_pod(&self, v: &VerifyPod) -> Result<(), String> {
+    /// started, seen running, then stopped and removed (also when a step fails). The pod's uid.
+    pub fn verify_pod(&self, v: &VerifyPod) -> Result<String, String> {
         let uid = format!("tentverify{}{}", std::process::id(), unix_millis());
         let log_dir = v.log_root.join(&uid);
         let local_log_dir = v.log_root_here.join(&uid);
@@ -201,7 +201,10 @@ impl Cri {
         let result = self.run_container(&pod_id, &pod, v, ns, unconfined);
         let stop = self.remove_pod(&pod_id);
         let _ = std::fs::remove_dir_all(&local_log_dir);
-        result.and(stop)
+        if !v.systemd {
+            remove_pod_cgroups(&v.cgroup_root_here, &uid);
+        }
+        result.and(stop).map(|()| uid)
     }
 
     fn run_container(
@@ -311,6 +314,21 @@ pub struct VerifyPod {
     pub log_root_here: PathBuf,
     /// kubelet's systemd cgroup driver: a `.slice` parent, as kubelet sends.
     pub systemd: bool,
+    /// The host's /sys/fs/cgroup as this process reaches it (pod cgroup dirs removed there).
+    pub cgroup_root_here: PathBuf,
+}
+
+/// The pod-level cgroup directories the runtime made under the cgroupfs parent (kubelet
+/// removes its pods' own; this pod is not kubelet's). `rmdir` only: never a non-empty one.
+fn remove_pod_cgroups(root: &Path, uid: &str) {
+    let rel = format!("kubepods/besteffort/pod{uid}");
+    let mut dirs = vec![root.join(&rel)];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        dirs.extend(rd.flatten().map(|e| e.path().join(&rel)));
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
 }
 
 fn unix_millis() -> u128 {

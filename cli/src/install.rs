@@ -381,16 +381,18 @@ fn check(o: &Options) -> Result<(), String> {
         let log_root = o.prefix.join("verify");
         for (h, _) in HANDLERS {
             let t0 = Instant::now();
-            cri.verify_pod(&VerifyPod {
-                handler: h.into(),
-                image: image.clone(),
-                log_root: log_root.clone(),
-                log_root_here: o.at(&log_root),
-                systemd,
-            })
-            .map_err(|e| format!("verification pod on {h}: {e}"))?;
+            let uid = cri
+                .verify_pod(&VerifyPod {
+                    handler: h.into(),
+                    image: image.clone(),
+                    log_root: log_root.clone(),
+                    log_root_here: o.at(&log_root),
+                    cgroup_root_here: o.at(Path::new("/sys/fs/cgroup")),
+                    systemd,
+                })
+                .map_err(|e| format!("verification pod on {h}: {e}"))?;
             say(&format!(
-                "a pod on handler {h} ran ({image}) and was removed in {:.1} s",
+                "a pod on handler {h} ran ({image}, uid {uid}) and was removed in {:.1} s",
                 t0.elapsed().as_secs_f64()
             ));
         }

@@ -63,6 +63,19 @@ fn round_trip(d: &Daemon, changed: &std::path::Path) {
     }
     assert!(o.stdout.contains("tent doctor: no problems"), "{o}");
     assert!(o.stdout.contains("not in a cluster"), "{o}");
+    // The verification pods left no pod cgroup directory (their uids are in the output).
+    for uid in o
+        .stdout
+        .split("uid ")
+        .skip(1)
+        .filter_map(|r| r.split(')').next())
+    {
+        for h in ["memory", "pids", "cpu,cpuacct", "unified"] {
+            let p = format!("/sys/fs/cgroup/{h}/kubepods/besteffort/pod{uid}");
+            assert!(!std::path::Path::new(&p).exists(), "{p} left behind");
+        }
+    }
+    assert!(o.stdout.contains("uid tentverify"), "{o}");
     let installed = std::fs::read_to_string(changed).expect("tent's config");
     if changed != d.config() {
         assert_eq!(
