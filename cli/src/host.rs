@@ -9,12 +9,21 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 /// How commands reach the host.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Host {
     pub enter_ns: bool,
     /// Whose namespaces (1 on a node; tests name another process, as PID 1 of a sandbox may
     /// not be reachable).
     pub pid: u32,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            enter_ns: false,
+            pid: 1,
+        }
+    }
 }
 
 const NAMESPACES: [(&str, libc::c_int); 5] = [

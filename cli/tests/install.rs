@@ -335,3 +335,39 @@ fn sigterm_uninstalls_only_when_the_daemonset_goes() {
         "{prefix} left behind"
     );
 }
+
+/// A config the operator changed after `tent install`: uninstall takes tent's tables out and
+/// keeps the operator's change (the original cannot be restored without losing it).
+#[test]
+fn uninstall_keeps_a_later_change() {
+    let Some(d) = Daemon::up("changed") else {
+        return;
+    };
+    d.strip_tent();
+    d.restart();
+    let prefix = d.dir.join("opt-tent").display().to_string();
+    let o = tent(&d, "install", &[], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    let mut text = std::fs::read_to_string(d.config()).expect("config");
+    text.push_str("# added by the operator after tent install\n");
+    std::fs::write(d.config(), &text).expect("write config");
+    let o = tent(&d, "uninstall", &[], &prefix);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stderr.contains("changed since tent install"), "{o}");
+    let after = std::fs::read_to_string(d.config()).expect("config");
+    assert!(
+        after.contains("# added by the operator after tent install"),
+        "{after}"
+    );
+    let doc = d.doc(&d.config());
+    let rt = &doc["plugins"][d.plugin()]["containerd"]["runtimes"];
+    assert!(
+        rt.get("tent").is_none() && rt.get("tent-compat").is_none(),
+        "{after}"
+    );
+    assert!(rt.get("runc").is_some(), "{after}");
+    assert!(
+        !std::path::Path::new(&prefix).exists(),
+        "{prefix} left behind"
+    );
+}
