@@ -1,0 +1,239 @@
+//! Pods without a pause process: handler `tent-pauseless` (`sandboxer = "shim"`), where
+//! containerd 2.x's CRI calls tent's Sandbox API instead of creating a pause container.
+//! containerd 1.6/1.7 have no such handler (the pause path stays): every test here prints
+//! SKIP there.
+//! - a pod whose containers share the pod's network, IPC and UTS namespaces (same inodes,
+//!   none the host's) with no sandbox container and no process from the pause image; the
+//!   hostname, /etc/hosts, resolv.conf from the DNS config, a shared /dev/shm, an IPC
+//!   sysctl; exec, logs, pod stats; stop/remove leaving nothing (pins, files, shims);
+//! - a sandbox that fails to come up (shareProcessNamespace: tent runs no PID 1 yet) is
+//!   refused naming the field, and leaves no shim process, attempt after attempt.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tent_integration::cri::*;
+use tent_integration::*;
+
+const WAIT: [&str; 2] = ["/bin/tent-testbin", "wait-term"];
+
+/// The handler exists only in containerd 2.x configs (hack/containerd.sh).
+fn skip(ctd: &Containerd) -> bool {
+    if is_runc() {
+        eprintln!("SKIP: tent-pauseless is tent's handler (runtime under test is runc)");
+        return true;
+    }
+    if !ctd.version().starts_with('2') {
+        eprintln!(
+            "SKIP: containerd {} has no shim sandboxer: no tent-pauseless handler (the pause path stays)",
+            ctd.version()
+        );
+        return true;
+    }
+    false
+}
+
+fn ns_of(pid: i32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
+        .display()
+        .to_string()
+}
+
+/// Every process whose cgroup names pod `uid`: `(pid, cmdline)`.
+fn pod_processes(uid: &str) -> Vec<(i32, String)> {
+    processes()
+        .into_iter()
+        .filter(|(p, _)| {
+            std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+                .unwrap_or_default()
+                .contains(&format!("pod{uid}"))
+        })
+        .collect()
+}
+
+#[test]
+fn pauseless_pod_shares_namespaces_files_and_leaves_nothing() {
+    let ctd = Containerd::shared();
+    if skip(ctd) {
+        return;
+    }
+    let cri = Cri::connect(ctd);
+    let mut config = pod_config(ctd, "pauseless");
+    config.dns_config = Some(api::DnsConfig {
+        servers: vec!["10.96.0.10".into(), "10.96.0.11".into()],
+        searches: vec![
+            "tent-it.svc.cluster.local".into(),
+            "svc.cluster.local".into(),
+        ],
+        options: vec!["ndots:5".into()],
+    });
+    pod_linux(&mut config)
+        .sysctls
+        .insert("kernel.shm_rmid_forced".into(), "1".into());
+    let mut pod = Pod::run(&cri, config, TENT_PAUSELESS)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
+
+    // No sandbox container: containerd knows the pod only as a sandbox.
+    let info = ctd.ctr(&["-n", CRI_NAMESPACE, "containers", "info", &pod.id]);
+    assert!(
+        !info.status.success(),
+        "a container {} exists for the pauseless pod",
+        pod.id
+    );
+    let st = cri.pod_sandbox_status(&pod.id).expect("PodSandboxStatus");
+    assert_eq!(
+        st.status.as_ref().map(|s| s.state),
+        Some(api::PodSandboxState::SandboxReady as i32),
+        "{st:?}"
+    );
+
+    let mut a_cfg = container_config(
+        "a",
+        &["sh", "-c", "echo ready-a; exec /bin/tent-testbin wait-term"],
+    );
+    a_cfg.log_path = "a/0.log".into();
+    let a = pod.run_container(&a_cfg);
+    let b = pod.run_container(&container_config("b", &WAIT));
+    let (pa, pb) = (pod.pid(&a), pod.pid(&b));
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns_of(pa, kind),
+            ns_of(pb, kind),
+            "{kind} namespace not shared"
+        );
+        assert_ne!(
+            ns_of(pa, kind),
+            ns_of(std::process::id() as i32, kind),
+            "{kind}: the host's"
+        );
+    }
+    // Nothing but the two containers runs in the pod: no pause process.
+    let procs = pod_processes(&pod.uid());
+    let pids: Vec<i32> = procs.iter().map(|(p, _)| *p).collect();
+    assert!(
+        pids.contains(&pa) && pids.contains(&pb) && procs.len() == 2,
+        "pod processes: {procs:?} (containers {pa}, {pb})"
+    );
+    assert!(
+        !procs.iter().any(|(_, c)| c.contains("pause")),
+        "a pause process runs: {procs:?}"
+    );
+
+    // Hostname, the files containerd's pause path would have written, sysctl, /dev/shm.
+    assert_eq!(pod.exec_ok(&b, &["hostname"]).trim(), "pauseless");
+    assert_eq!(pod.exec_ok(&a, &["cat", "/etc/hostname"]), "pauseless\n");
+    assert_eq!(
+        pod.exec_ok(&a, &["cat", "/etc/resolv.conf"]),
+        "search tent-it.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n"
+    );
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("host /etc/hosts");
+    assert_eq!(pod.exec_ok(&b, &["cat", "/etc/hosts"]), hosts);
+    assert_eq!(
+        pod.exec_ok(&a, &["cat", "/proc/sys/kernel/shm_rmid_forced"])
+            .trim(),
+        "1"
+    );
+    pod.exec_ok(&a, &["sh", "-c", "echo shared > /dev/shm/x"]);
+    assert_eq!(pod.exec_ok(&b, &["cat", "/dev/shm/x"]), "shared\n");
+    let mounts = pod.exec_ok(&b, &["cat", "/proc/self/mounts"]);
+    assert!(
+        mounts.lines().any(|l| l.contains(" /dev/shm tmpfs ")),
+        "/dev/shm is not the pod's tmpfs: {mounts}"
+    );
+
+    // Logs and pod stats.
+    let log = Path::new(&pod.config.log_directory).join(&a_cfg.log_path);
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("stdout F ready-a")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no ready-a in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = cri
+        .list_pod_sandbox_stats(&pod.id)
+        .unwrap_or_else(|e| panic!("ListPodSandboxStats: {e}\n{}", ctd.log_tail(30)));
+    let mem = stats
+        .first()
+        .and_then(|s| s.linux.as_ref())
+        .and_then(|l| l.memory.as_ref())
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(mem > 0, "pod memory working set is 0: {stats:?}");
+
+    let bundle = ctd
+        .state_dir()
+        .join("io.containerd.sandbox.controller.v1.shim")
+        .join(CRI_NAMESPACE)
+        .join(&pod.id);
+    assert!(
+        bundle.join("ns-ipc").exists() && bundle.join("ns-uts").exists(),
+        "no pins in {}",
+        bundle.display()
+    );
+    pod.remove();
+    assert!(!bundle.exists(), "{} left behind", bundle.display());
+}
+
+#[test]
+fn failing_sandbox_leaves_no_shim() {
+    let ctd = Containerd::shared();
+    if skip(ctd) {
+        return;
+    }
+    let cri = Cri::connect(ctd);
+    let before = ctd.shim_pids("").len();
+    for attempt in 0..3 {
+        let mut config = pod_config(ctd, "shared-pid");
+        pod_linux(&mut config)
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options
+            .get_or_insert_with(Default::default)
+            .pid = NamespaceMode::Pod as i32;
+        // Pod::run checks the sandbox named in the error left nothing (shim included).
+        let e = match Pod::run(&cri, config, TENT_PAUSELESS) {
+            Ok(pod) => panic!(
+                "attempt {attempt}: a shared-PID pauseless pod ran: {}",
+                pod.id
+            ),
+            Err(e) => e,
+        };
+        assert!(
+            e.message().contains("namespace_options.pid"),
+            "attempt {attempt}: {e}"
+        );
+    }
+    // No shim of any attempt survives (other tests' pods may come and go meanwhile, so
+    // count only shims whose bundle is a sandbox controller's that CRI no longer knows).
+    let t = Instant::now();
+    loop {
+        let stray: Vec<String> = ctd
+            .shim_pids("")
+            .into_iter()
+            .filter(|p| {
+                let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).unwrap_or_default();
+                let id = cwd.file_name().map(|n| n.to_string_lossy().into_owned());
+                cwd.to_string_lossy()
+                    .contains("io.containerd.sandbox.controller.v1.shim")
+                    && id.is_some_and(|id| cri.pod_sandbox_status(&id).is_err())
+            })
+            .map(|p| format!("{p}: {}", cmdline(p)))
+            .collect();
+        if stray.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "shims of failed sandboxes left (before: {before} shims): {stray:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
