@@ -6,8 +6,11 @@
 //!   none the host's) with no sandbox container and no process from the pause image; the
 //!   hostname, /etc/hosts, resolv.conf from the DNS config, a shared /dev/shm, an IPC
 //!   sysctl; exec, logs, pod stats; stop/remove leaving nothing (pins, files, shims);
-//! - a sandbox that fails to come up (shareProcessNamespace: tent runs no PID 1 yet) is
-//!   refused naming the field, and leaves no shim process, attempt after attempt.
+//! - shareProcessNamespace: tent's pod init is PID 1 of the pod (no pause image) and reaps
+//!   the orphans the containers leave;
+//! - a sandbox that fails to come up (a host sysctl, refused before anything exists; a
+//!   net.* key that does not exist, failing after the files and pins were made) is refused
+//!   naming the key and leaves nothing, no shim process included, attempt after attempt.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -182,6 +185,78 @@ fn pauseless_pod_shares_namespaces_files_and_leaves_nothing() {
     assert!(!bundle.exists(), "{} left behind", bundle.display());
 }
 
+/// Zombie processes (state `Z`) seen from inside container `id`.
+fn zombies(pod: &Pod, id: &str) -> Vec<String> {
+    let out = pod.exec_ok(
+        id,
+        &[
+            "sh",
+            "-c",
+            "for s in /proc/[0-9]*/stat; do cat $s 2>/dev/null; echo; done",
+        ],
+    );
+    out.lines()
+        .filter(|l| {
+            l.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn shared_pid_pod_gets_tents_init_as_pid_1_which_reaps() {
+    let ctd = Containerd::shared();
+    if skip(ctd) {
+        return;
+    }
+    let cri = Cri::connect(ctd);
+    let shared_pid = NamespaceOption {
+        pid: NamespaceMode::Pod as i32,
+        ..pod_namespaces()
+    };
+    let mut config = pod_config(ctd, "shared-pid");
+    pod_linux(&mut config)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options = Some(shared_pid.clone());
+    let mut pod = Pod::run(&cri, config, TENT_PAUSELESS)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
+    let mut c = container_config("orphaner", &["/bin/tent-testbin", "orphans", "3"]);
+    security_context(&mut c).namespace_options = Some(shared_pid.clone());
+    let id = pod.run_container(&c);
+    let mut w = container_config("waiter", &WAIT);
+    security_context(&mut w).namespace_options = Some(shared_pid);
+    let waiter = pod.run_container(&w);
+
+    assert_eq!(
+        pod.exec_ok(&id, &["cat", "/proc/1/comm"]).trim(),
+        "tent-pod-init",
+        "PID 1 of the pod"
+    );
+    assert_eq!(ns_of(pod.pid(&id), "pid"), ns_of(pod.pid(&waiter), "pid"));
+    // The orphaned grandchildren exit after 0.3 s; the pod's PID 1 must collect them.
+    let t = Instant::now();
+    let mut left = zombies(&pod, &id);
+    while !left.is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        left = zombies(&pod, &id);
+    }
+    assert!(left.is_empty(), "zombies in the pod after 5 s: {left:#?}");
+    // The other container sees the orphaner: one PID namespace.
+    let seen = pod.exec_ok(
+        &waiter,
+        &["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"],
+    );
+    assert!(seen.contains("tent-testbin orphans"), "{seen}");
+    let procs = pod_processes(&pod.uid());
+    assert!(
+        !procs.iter().any(|(_, c)| c.contains("/pause")),
+        "a pause process runs: {procs:?}"
+    );
+    pod.remove();
+}
+
 #[test]
 fn failing_sandbox_leaves_no_shim() {
     let ctd = Containerd::shared();
@@ -190,26 +265,26 @@ fn failing_sandbox_leaves_no_shim() {
     }
     let cri = Cri::connect(ctd);
     let before = ctd.shim_pids("").len();
-    for attempt in 0..3 {
-        let mut config = pod_config(ctd, "shared-pid");
+    // A host sysctl is refused before anything is made; a net.* key that does not exist
+    // fails in the pod helper, after the pod's files and pins were made.
+    for (attempt, key) in [
+        "kernel.core_pattern",
+        "net.ipv4.tent_no_such_key",
+        "kernel.core_pattern",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut config = pod_config(ctd, "bad-sysctl");
         pod_linux(&mut config)
-            .security_context
-            .get_or_insert_with(Default::default)
-            .namespace_options
-            .get_or_insert_with(Default::default)
-            .pid = NamespaceMode::Pod as i32;
+            .sysctls
+            .insert(key.to_string(), "1".into());
         // Pod::run checks the sandbox named in the error left nothing (shim included).
         let e = match Pod::run(&cri, config, TENT_PAUSELESS) {
-            Ok(pod) => panic!(
-                "attempt {attempt}: a shared-PID pauseless pod ran: {}",
-                pod.id
-            ),
+            Ok(pod) => panic!("attempt {attempt}: a pod with sysctl {key} ran: {}", pod.id),
             Err(e) => e,
         };
-        assert!(
-            e.message().contains("namespace_options.pid"),
-            "attempt {attempt}: {e}"
-        );
+        assert!(e.message().contains(key), "attempt {attempt}: {e}");
     }
     // No shim of any attempt survives (other tests' pods may come and go meanwhile, so
     // count only shims whose bundle is a sandbox controller's that CRI no longer knows).

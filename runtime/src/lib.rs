@@ -53,7 +53,7 @@ pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
 pub use features::{features, features_json, FEATURES_TYPE_URL};
-pub use pod::{remove_pins as remove_pod_pins, PodNamespaces, PodRequest};
+pub use pod::{kill_pod_init, remove_pins as remove_pod_pins, PodNamespaces, PodRequest};
 pub use profile::{Allow, AuditBudget, BudgetMode, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.

@@ -7,6 +7,10 @@
 //! created and pinned (CNI has run); the helper joins it only to write `net.*`
 //! sysctls. [`PodNamespaces::destroy`] (and [`remove_pins`] after a crash) unmount the
 //! pins, which ends the namespaces once no container is in them.
+//!
+//! A pod that shares its PID namespace (shareProcessNamespace) needs a PID 1: the helper
+//! also unshares the PID namespace and forks tent's pod init (`child/pod.rs`), which only
+//! reaps orphans and exits on SIGTERM; its pid is the sandbox's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ pub struct PodRequest<'a> {
     pub netns: Option<&'a Path>,
     /// The pod's sysctls (`linux.sysctls` of the PodSandboxConfig).
     pub sysctls: &'a BTreeMap<String, String>,
+    /// A new PID namespace with tent's pod init as PID 1 (shareProcessNamespace).
+    pub pid: bool,
 }
 
 /// The job a pod helper gets over the sync channel.
@@ -44,6 +50,8 @@ pub struct PodJob {
     pub hostname: Option<String>,
     pub netns: Option<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
+    /// Fork a PID 1 in a new PID namespace.
+    pub pid: bool,
 }
 
 /// The pinned namespaces of a pod.
@@ -53,17 +61,21 @@ pub struct PodNamespaces {
     pub ipc: Option<PathBuf>,
     /// The pinned UTS namespace, if the pod has its own.
     pub uts: Option<PathBuf>,
+    /// The host pid of the pod's init (PID 1 of its PID namespace), if it has one. The
+    /// caller reaps it (it is reparented to the caller, a child subreaper).
+    pub init: Option<i32>,
 }
 
 impl PodNamespaces {
     /// Creates and pins the pod's namespaces; on any error nothing is left.
     pub fn create(exe: &InitExe, req: &PodRequest<'_>) -> Result<PodNamespaces> {
         validate_sysctls(req)?;
-        let pins = PodNamespaces {
+        let mut pins = PodNamespaces {
             ipc: req.ipc.then(|| req.dir.join(IPC_PIN)),
             uts: req.hostname.map(|_| req.dir.join(UTS_PIN)),
+            init: None,
         };
-        if pins.ipc.is_none() && pins.uts.is_none() && req.sysctls.is_empty() {
+        if pins.ipc.is_none() && pins.uts.is_none() && req.sysctls.is_empty() && !req.pid {
             return Ok(pins);
         }
         let result = pins.make_files().and_then(|()| {
@@ -75,16 +87,22 @@ impl PodNamespaces {
                     hostname: req.hostname.map(str::to_string),
                     netns: req.netns.map(Path::to_path_buf),
                     sysctls: req.sysctls.clone(),
+                    pid: req.pid,
                 },
             )
         });
-        if let Err(e) = result {
-            if let Err(d) = pins.destroy() {
-                log::warn!("pod namespaces: {d}");
+        match result {
+            Ok(init) => {
+                pins.init = init;
+                Ok(pins)
             }
-            return Err(e);
+            Err(e) => {
+                if let Err(d) = pins.destroy() {
+                    log::warn!("pod namespaces: {d}");
+                }
+                Err(e)
+            }
         }
-        Ok(pins)
     }
 
     fn make_files(&self) -> Result<()> {
@@ -115,8 +133,28 @@ pub fn remove_pins(dir: &Path) -> Result<()> {
     PodNamespaces {
         ipc: Some(dir.join(IPC_PIN)),
         uts: Some(dir.join(UTS_PIN)),
+        init: None,
     }
     .destroy()
+}
+
+/// SIGKILLs `pid` if it is still a pod init (after a crash, from the state file): the
+/// whole PID namespace ends with it.
+pub fn kill_pod_init(pid: i32) -> Result<()> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|a| a == crate::exe::POD_MARKER.as_bytes());
+    if !ours {
+        return Ok(());
+    }
+    match nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::sys(format!("kill pod init {pid}"), e)),
+    }
 }
 
 fn remove_pin(pin: &Path) -> Result<()> {
@@ -168,17 +206,15 @@ pub(crate) fn sysctl_spec(
     .map_err(|e| Error::spec("linux.sysctls", e.to_string()))
 }
 
-fn run_helper(exe: &InitExe, job: PodJob) -> Result<()> {
+/// Runs the pod helper; the pod init's pid when it forked one.
+fn run_helper(exe: &InitExe, job: PodJob) -> Result<Option<i32>> {
     let (ch, child_end) = Channel::pair()?;
     exe.spawn(Role::Pod, child_end, None, None)?;
     ch.send(&Message::Pod(Box::new(job)), &[])?;
     match ch.recv()? {
-        Some((Message::Ready, _)) => Ok(()),
-        Some((Message::Error { step, cause, kind }, _)) => Err(Error::Init {
-            step: format!("pod namespaces: {step}"),
-            cause,
-            kind,
-        }),
+        Some((Message::Ready, _)) => Ok(None),
+        Some((Message::PodInit(pid), _)) => Ok(Some(pid)),
+        Some((Message::Error { step, cause, kind }, _)) => Err(Error::Pod { step, cause, kind }),
         Some((other, _)) => Err(Error::Protocol(format!(
             "pod helper: unexpected message {other:?}"
         ))),
@@ -202,6 +238,7 @@ mod tests {
             hostname: Some("h"),
             netns: None,
             sysctls: &sysctls,
+            pid: false,
         };
         let e = validate_sysctls(&req).expect_err("host sysctl");
         assert!(

@@ -57,7 +57,7 @@ pub struct PodConfig {
     pub network: Mode,
     pub pid: Mode,
     pub ipc: Mode,
-    /// `namespace_options.userns_options` is set.
+    /// `namespace_options.userns_options.mode` is POD (a user namespace for the pod).
     pub userns: bool,
     /// `security_context.privileged`.
     pub privileged: bool,
@@ -123,7 +123,16 @@ impl PodConfig {
                 1 => self.network = Mode::from(v.varint(WHAT, "namespace_options.network")?)?,
                 2 => self.pid = Mode::from(v.varint(WHAT, "namespace_options.pid")?)?,
                 3 => self.ipc = Mode::from(v.varint(WHAT, "namespace_options.ipc")?)?,
-                5 => self.userns = true,
+                5 => {
+                    // UserNamespace.mode (1): absent = POD (0); NODE = the host's.
+                    let mut mode = 0;
+                    for (n, v) in fields(&v.bytes(WHAT, "userns_options")?, WHAT)? {
+                        if n == 1 {
+                            mode = v.varint(WHAT, "userns_options.mode")?;
+                        }
+                    }
+                    self.userns = Mode::from(mode)? == Mode::Pod;
+                }
                 _ => {}
             }
         }

@@ -7,8 +7,9 @@
 //! (`tent_runtime::PodNamespaces`); the network namespace is the one CRI gives. The pod has
 //! no process: StartSandbox and SandboxStatus answer pid 0, and app containers' namespace
 //! paths, which CRI builds from that pid (`/proc/0/ns/*`), are rewritten to the pins
-//! ([`Sandbox::namespaces`], [`rewrite_namespaces`]). A pod sharing its PID namespace
-//! (shareProcessNamespace) needs a PID 1 and is refused until tent runs one.
+//! ([`Sandbox::namespaces`], [`rewrite_namespaces`]). Only a pod sharing its PID namespace
+//! (shareProcessNamespace) gets a process: tent's pod init as PID 1, which reaps orphans;
+//! its pid is the sandbox's (CRI then builds the paths from it), its exit ends WaitSandbox.
 //!
 //! What was made is kept in `<bundle>/tent-sandbox.json`, so `shim delete` after a crash
 //! removes it ([`cleanup_bundle`]).
@@ -49,8 +50,43 @@ struct Pod {
     namespaces: PodNamespaces,
     files: PodFiles,
     created_at: SystemTime,
-    /// The exit WaitSandbox reports (set by StopSandbox / ShutdownSandbox).
+    /// The exit WaitSandbox reports (set by StopSandbox / ShutdownSandbox, or the init's exit).
     exit: watch::Sender<Option<(u32, SystemTime)>>,
+    /// The pod init has been reaped (its pid must not be signalled any more).
+    init_reaped: AtomicBool,
+}
+
+impl Pod {
+    /// The sandbox's pid: the pod init's while it runs, else 0.
+    fn pid(&self) -> u32 {
+        match self.namespaces.init {
+            Some(p) if !self.init_reaped.load(Ordering::SeqCst) => p as u32,
+            _ => 0,
+        }
+    }
+
+    /// Ends the pod init (and so the PID namespace) if it still runs.
+    fn kill_init(&self) {
+        if let (Some(p), false) = (
+            self.namespaces.init,
+            self.init_reaped.load(Ordering::SeqCst),
+        ) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    fn set_exit(&self, status: u32) {
+        self.exit.send_if_modified(|e| {
+            let first = e.is_none();
+            if first {
+                *e = Some((status, SystemTime::now()));
+            }
+            first
+        });
+    }
 }
 
 /// Where an app container's `/proc/0/ns/<kind>` goes.
@@ -161,6 +197,7 @@ impl Sandbox {
             files,
             created_at: SystemTime::now(),
             exit: watch::channel(None).0,
+            init_reaped: AtomicBool::new(false),
         }));
         Ok(())
     }
@@ -168,7 +205,7 @@ impl Sandbox {
     pub async fn start(&self, req: StartSandboxRequest) -> Result<StartSandboxResponse> {
         let pod = self.get(&req.sandbox_id)?;
         Ok(StartSandboxResponse {
-            pid: 0,
+            pid: pod.pid(),
             created_at: timestamp(pod.created_at),
             ..Default::default()
         })
@@ -191,19 +228,32 @@ impl Sandbox {
         })
     }
 
-    /// The pod has no process: stopping it ends WaitSandbox (status 0). Its namespaces
-    /// stay until ShutdownSandbox (CRI still tears the network down in between).
+    /// Stopping ends WaitSandbox: at once (status 0) for a pod without a process, at the
+    /// init's exit (SIGKILLed) for one with a PID 1. Its namespaces stay until
+    /// ShutdownSandbox (CRI still tears the network down in between).
     pub fn stop(&self, req: StopSandboxRequest) -> Result<()> {
         let pod = self.get(&req.sandbox_id)?;
-        pod.exit.send_if_modified(|e| {
-            let first = e.is_none();
-            if first {
-                *e = Some((0, SystemTime::now()));
-            }
-            first
-        });
+        if pod.pid() != 0 {
+            pod.kill_init();
+        } else {
+            pod.set_exit(0);
+        }
         log::info!("sandbox {}: stopped", pod.id);
         Ok(())
+    }
+
+    /// Called by the reaper for every exit: true if it was the pod init's.
+    pub fn on_exit(&self, pid: i32, status: u32) -> bool {
+        let Some(pod) = lock(&self.pod).clone() else {
+            return false;
+        };
+        if pod.namespaces.init != Some(pid) {
+            return false;
+        }
+        pod.init_reaped.store(true, Ordering::SeqCst);
+        log::info!("sandbox {}: pod init {pid} exited with {status}", pod.id);
+        pod.set_exit(status);
+        true
     }
 
     pub async fn wait(&self, req: WaitSandboxRequest) -> Result<WaitSandboxResponse> {
@@ -230,7 +280,7 @@ impl Sandbox {
         let mut info = std::collections::HashMap::new();
         if req.verbose {
             let detail = serde_json::json!({
-                "pid": 0,
+                "pid": pod.pid(),
                 "pauseless": true,
                 "netns": pod.netns,
                 "ipc": pod.namespaces.ipc,
@@ -241,7 +291,7 @@ impl Sandbox {
         }
         Ok(SandboxStatusResponse {
             sandbox_id: pod.id.clone(),
-            pid: 0,
+            pid: pod.pid(),
             state: if exit.is_none() {
                 "SANDBOX_READY"
             } else {
@@ -273,13 +323,8 @@ impl Sandbox {
         let Some(pod) = pod else {
             return Ok(());
         };
-        pod.exit.send_if_modified(|e| {
-            let first = e.is_none();
-            if first {
-                *e = Some((0, SystemTime::now()));
-            }
-            first
-        });
+        pod.kill_init();
+        pod.set_exit(0);
         let p = pod.clone();
         tokio::task::spawn_blocking(move || teardown(&p.bundle, &p.namespaces, &p.files))
             .await
@@ -333,10 +378,10 @@ impl Sandbox {
             ),
             (
                 "pid",
-                if c.pid == Mode::Node {
-                    Target::Host
-                } else {
-                    Target::Missing("a pauseless pod has no PID 1 to share".into())
+                match (c.pid, pod.namespaces.init) {
+                    (Mode::Node, _) => Target::Host,
+                    (_, Some(init)) => Target::Path(format!("/proc/{init}/ns/pid").into()),
+                    _ => Target::Missing("the pod does not share a PID namespace".into()),
                 },
             ),
         ]))
@@ -345,11 +390,9 @@ impl Sandbox {
 
 /// What tent's pauseless sandbox cannot do yet, refused naming the field.
 fn refuse_unsupported(c: &PodConfig) -> Result<()> {
-    if c.pid == Mode::Pod {
-        return Err(Error::Unimplemented(
-            "linux.security_context.namespace_options.pid: POD (shareProcessNamespace) needs a \
-             PID 1 in the pod; tent's pauseless sandbox does not run one yet (use the `tent` \
-             handler, with a pause container)"
+    if c.pid == Mode::Target {
+        return Err(Error::InvalidArgument(
+            "linux.security_context.namespace_options.pid: TARGET is for containers, not pods"
                 .into(),
         ));
     }
@@ -381,6 +424,7 @@ fn make(
             hostname,
             netns: netns.as_deref(),
             sysctls: &config.sysctls,
+            pid: config.pid == Mode::Pod,
         },
     )
     .map_err(Error::from)
@@ -435,6 +479,9 @@ pub fn cleanup_bundle(bundle: &Path) -> Result<bool> {
     };
     let state: State = serde_json::from_slice(&text)
         .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+    if let Some(init) = state.namespaces.init {
+        tent_runtime::kill_pod_init(init)?;
+    }
     teardown(bundle, &state.namespaces, &state.files)?;
     Ok(true)
 }
@@ -541,18 +588,26 @@ mod tests {
     }
 
     #[test]
-    fn share_process_namespace_is_refused_by_field() {
+    fn unsupported_pod_settings_are_refused_by_field() {
         let c = PodConfig {
-            pid: Mode::Pod,
+            pid: Mode::Target,
             ..Default::default()
         };
-        let e = refuse_unsupported(&c).expect_err("shared pid");
+        let e = refuse_unsupported(&c).expect_err("target pid");
         assert!(e.to_string().contains("namespace_options.pid"), "{e}");
-        assert!(refuse_unsupported(&PodConfig {
-            pid: Mode::Container,
+        let e = refuse_unsupported(&PodConfig {
+            userns: true,
             ..Default::default()
         })
-        .is_ok());
+        .expect_err("userns");
+        assert!(e.to_string().contains("userns_options"), "{e}");
+        for pid in [Mode::Pod, Mode::Container, Mode::Node] {
+            assert!(refuse_unsupported(&PodConfig {
+                pid,
+                ..Default::default()
+            })
+            .is_ok());
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -565,8 +620,8 @@ mod tests {
                 ..Default::default()
             })
             .await
-            .expect_err("no options: pid namespace POD");
-        assert!(e.to_string().contains("namespace_options.pid"), "{e}");
+            .expect_err("no helper");
+        assert!(e.to_string().contains("no pod helper"), "{e}");
         assert!(sb.is_done() && !sb.is_live());
         sb.shutdown(ShutdownSandboxRequest {
             sandbox_id: "sb1".into(),

@@ -138,6 +138,9 @@ impl Shim {
     /// task: it may wait for containerd to read the last output, and that must not
     /// hold up the reaper (or the other containers of a pod).
     pub fn on_exit(self: &Arc<Self>, pid: i32, status: u32) {
+        if self.sandbox.on_exit(pid, status) {
+            return;
+        }
         if let Some((task, process)) = self.tasks.route(pid, status) {
             let shim = self.clone();
             tokio::spawn(async move { shim.record_exit(&task, &process, status).await });
