@@ -8,6 +8,8 @@
 //!   sysctl; exec, logs, pod stats; stop/remove leaving nothing (pins, files, shims);
 //! - shareProcessNamespace: tent's pod init is PID 1 of the pod (no pause image) and reaps
 //!   the orphans the containers leave;
+//! - the pod's shim SIGKILLed: containerd's `shim delete` of the sandbox ends the pod's
+//!   container too, and the pod is removed leaving nothing;
 //! - a sandbox that fails to come up (a host sysctl, refused before anything exists; a
 //!   net.* key that does not exist, failing after the files and pins were made) is refused
 //!   naming the key and leaves nothing, no shim process included, attempt after attempt.
@@ -311,4 +313,37 @@ fn failing_sandbox_leaves_no_shim() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn killed_sandbox_shim_leaves_a_pod_that_can_be_removed() {
+    let ctd = Containerd::shared();
+    if skip(ctd) {
+        return;
+    }
+    let cri = Cri::connect(ctd);
+    let mut pod = Pod::run(&cri, pod_config(ctd, "shim-killed"), TENT_PAUSELESS)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
+    let c = pod.run_container(&container_config("c", &WAIT));
+    let shims = ctd.shim_pids_for(&pod.id);
+    assert_eq!(shims.len(), 1, "the pod's shim: {shims:?}");
+    let pid = pod.pid(&c);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &shims[0].to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -KILL {}", shims[0]);
+    // containerd notices and runs `shim delete` for the sandbox: the pod's container goes.
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && cmdline(pid).contains("wait-term") {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "container {c} (pid {pid}) still runs 20 s after its shim was killed\n{}",
+            ctd.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // containerd retries its clean-up of the dead task (backoff) before it reports the exit.
+    pod.wait_state(&c, ContainerState::ContainerExited, Duration::from_secs(30));
+    pod.remove();
 }

@@ -4,7 +4,10 @@
 //!
 //! A sandbox bundle (containerd 2.x's shim sandbox controller) has no container: its
 //! server is ended if it still runs (`shim.pid`, checked to be our server for this id),
-//! then the pod's pins, files and socket are removed ([`crate::sandbox::cleanup_bundle`]).
+//! then the pod's containers, which containerd never `shim delete`s with protocol 3 (from
+//! the copies of their `tent-state.json` the sandbox keeps, since containerd may remove
+//! their bundles first), then the pod's pins, files and socket
+//! ([`crate::sandbox::cleanup_bundle`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,12 @@ fn delete_sandbox(bundle: &Path, id: &str) -> Result<Option<i32>> {
         let t = Instant::now();
         while alive(pid) && t.elapsed() < SERVER_EXIT {
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for (cid, dir) in crate::sandbox::kept_containers(bundle) {
+        match tent_runtime::cleanup_bundle(&dir, &cid) {
+            Ok(_) => log::info!("sandbox {id}: cleaned up container {cid}"),
+            Err(e) => eprintln!("sandbox {id}: container {cid}: {e}"),
         }
     }
     crate::sandbox::cleanup_bundle(bundle)?;

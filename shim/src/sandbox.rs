@@ -33,6 +33,10 @@ use crate::pod_files::PodFiles;
 
 /// The sandbox state file in the bundle.
 pub const STATE_FILE: &str = "tent-sandbox.json";
+/// Copies of the pod's containers' `tent-state.json`, one dir per container id.
+const CONTAINERS_DIR: &str = "containers";
+/// The runtime's state file name in a bundle.
+const RUNTIME_STATE: &str = "tent-state.json";
 
 /// What `shim delete` needs to undo a sandbox whose shim died.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -354,6 +358,32 @@ impl Sandbox {
         Ok(resp)
     }
 
+    /// Keeps a copy of container `id`'s runtime state in the sandbox bundle: if this shim
+    /// dies, `shim delete` of the sandbox ends the pod's containers from it (containerd
+    /// runs no `shim delete` for protocol-3 tasks, and may remove their bundles first).
+    pub fn keep_container(&self, id: &str, bundle: &Path) -> Result<()> {
+        let Some(pod) = lock(&self.pod).clone() else {
+            return Ok(());
+        };
+        let dir = pod.bundle.join(CONTAINERS_DIR).join(id);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::copy(bundle.join(RUNTIME_STATE), dir.join(RUNTIME_STATE)))
+            .map(|_| ())
+            .map_err(|e| Error::io(format!("keep the state of {id} in {}", dir.display()), e))
+    }
+
+    /// Drops the copy [`Self::keep_container`] made (the container is deleted).
+    pub fn forget_container(&self, id: &str) {
+        if let Some(pod) = lock(&self.pod).clone() {
+            let dir = pod.bundle.join(CONTAINERS_DIR).join(id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("sandbox {}: remove {}: {e}", pod.id, dir.display());
+                }
+            }
+        }
+    }
+
     /// Where app containers' `/proc/0/ns/*` paths go, or None without a pod.
     pub fn namespaces(&self) -> Option<Namespaces> {
         let pod = lock(&self.pod).clone()?;
@@ -458,11 +488,29 @@ fn make(
 fn teardown(bundle: &Path, ns: &PodNamespaces, files: &PodFiles) -> Result<()> {
     ns.destroy()?;
     files.remove()?;
+    match std::fs::remove_dir_all(bundle.join(CONTAINERS_DIR)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("remove {CONTAINERS_DIR}"), e)),
+    }
     match std::fs::remove_file(bundle.join(STATE_FILE)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("remove {STATE_FILE}"), e)),
     }
+}
+
+/// `(id, dir)` of the container states kept in a sandbox bundle (see
+/// [`Sandbox::keep_container`]); each dir holds a `tent-state.json`.
+pub fn kept_containers(bundle: &Path) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(bundle.join(CONTAINERS_DIR))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `shim delete` of a sandbox bundle: undo what the state file lists. True if it was one.

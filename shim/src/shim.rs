@@ -327,6 +327,9 @@ impl Shim {
             }
         };
         log::info!("created container {} (pid {pid})", req.id);
+        if let Err(e) = self.sandbox.keep_container(&req.id, Path::new(&req.bundle)) {
+            log::warn!("container {}: {e}", req.id);
+        }
         match denied_summary {
             Some(s) => crate::summary::keep(&req.id, Path::new(&req.bundle), &s),
             None => crate::summary::spawn(
@@ -643,6 +646,7 @@ impl Shim {
         }
         task.destroy().await?;
         self.tasks.remove(&task.id);
+        self.sandbox.forget_container(&task.id);
         // A pod's containers are deleted without a Shutdown (protocol 3): the last one
         // after ShutdownSandbox ends the shim.
         if self.sandbox.is_done() && self.is_idle() {
