@@ -8,6 +8,8 @@
 //!   sysctl; exec, logs, pod stats; stop/remove leaving nothing (pins, files, shims);
 //! - shareProcessNamespace: tent's pod init is PID 1 of the pod (no pause image) and reaps
 //!   the orphans the containers leave;
+//! - PortForward reaches a server on the pauseless pod's loopback (CRI enters the netns
+//!   it made; there is no pause process to enter);
 //! - the pod's shim SIGKILLed: containerd's `shim delete` of the sandbox ends the pod's
 //!   container too, and the pod is removed leaving nothing;
 //! - a sandbox that fails to come up (a host sysctl, refused before anything exists; a
@@ -18,6 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tent_integration::cri::*;
+use tent_integration::stream::PortStream;
 use tent_integration::*;
 
 const WAIT: [&str; 2] = ["/bin/tent-testbin", "wait-term"];
@@ -345,5 +348,47 @@ fn killed_sandbox_shim_leaves_a_pod_that_can_be_removed() {
     }
     // containerd retries its clean-up of the dead task (backoff) before it reports the exit.
     pod.wait_state(&c, ContainerState::ContainerExited, Duration::from_secs(30));
+    pod.remove();
+}
+
+#[test]
+fn port_forward_reaches_a_server_in_a_pauseless_pod() {
+    let ctd = Containerd::shared();
+    if skip(ctd) {
+        return;
+    }
+    let cri = Cri::connect(ctd);
+    let mut pod = Pod::run(&cri, pod_config(ctd, "pf"), TENT_PAUSELESS)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
+    let id = pod.run_container(&container_config(
+        "echo",
+        &["/bin/tent-testbin", "echo-server", "8080"],
+    ));
+    let t = Instant::now();
+    loop {
+        let r = pod.exec(
+            &id,
+            &["/bin/tent-testbin", "connect", "127.0.0.1:8080", "up"],
+        );
+        if r.exit_code == 0 && r.stdout == b"up" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "echo server not answering: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = cri
+        .port_forward(&pod.id, &[8080])
+        .unwrap_or_else(|e| panic!("PortForward: {e}\n{}", ctd.log_tail(30)));
+    let mut p = PortStream::connect(&url, 8080).unwrap_or_else(|e| panic!("port-forward: {e}"));
+    let msg = "hello-through-a-pauseless-pod\n";
+    p.send(msg.as_bytes()).expect("send");
+    let got = p
+        .read_exact(msg.len(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("port-forward read: {e}"));
+    assert_eq!(String::from_utf8_lossy(&got), msg);
+    p.close();
     pod.remove();
 }
