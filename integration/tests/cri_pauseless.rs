@@ -10,6 +10,8 @@
 //!   the orphans the containers leave;
 //! - PortForward reaches a server on the pauseless pod's loopback (CRI enters the netns
 //!   it made; there is no pause process to enter);
+//! - containerd restarted with a pauseless pod running: the pod is still ready, exec works,
+//!   and it is removed leaving nothing;
 //! - the pod's shim SIGKILLed: containerd's `shim delete` of the sandbox ends the pod's
 //!   container too, and the pod is removed leaving nothing;
 //! - a sandbox that fails to come up (a host sysctl, refused before anything exists; a
@@ -392,4 +394,87 @@ fn port_forward_reaches_a_server_in_a_pauseless_pod() {
     assert_eq!(String::from_utf8_lossy(&got), msg);
     p.close();
     pod.remove();
+}
+
+#[test]
+fn pauseless_pod_survives_a_containerd_restart() {
+    if skip() {
+        return;
+    }
+    // A daemon of its own: it is stopped and started again under the other tests' feet.
+    let ctd = Containerd::start();
+    let id;
+    let (config, c) = {
+        let cri = Cri::connect(&ctd);
+        let mut pod = Pod::run(&cri, pod_config(&ctd, "restart"), TENT_PAUSELESS)
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
+        let c = pod.run_container(&container_config("c", &WAIT));
+        id = pod.id.clone();
+        // The pod must stay up while containerd is away: its guard would tear it down, so
+        // only its config is kept (on a panic, the daemon's `down` ends its shims).
+        let config = pod.config.clone();
+        std::mem::forget(pod);
+        (config, c)
+    };
+    let pid_file = ctd.dir().join("containerd.pid");
+    let daemon: i32 = std::fs::read_to_string(&pid_file)
+        .expect("containerd.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill -TERM containerd {daemon}");
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{daemon}")).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "containerd {daemon} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up = std::process::Command::new("bash")
+        .arg(repo_root().join("hack/containerd.sh"))
+        .args(["up", ctd.version()])
+        .arg(ctd.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hack/containerd.sh up");
+    assert!(
+        up.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let cri = Cri::connect(&ctd);
+    let st = cri.pod_sandbox_status(&id).unwrap_or_else(|e| {
+        panic!(
+            "PodSandboxStatus after the restart: {e}\n{}",
+            ctd.log_tail(30)
+        )
+    });
+    assert_eq!(
+        st.status.as_ref().map(|s| s.state),
+        Some(api::PodSandboxState::SandboxReady as i32),
+        "after the restart: {st:?}"
+    );
+    let r = cri
+        .exec_sync(&c, &["hostname"], 30)
+        .expect("ExecSync after the restart");
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "restart");
+    let uid = config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default();
+    for (what, r) in [
+        ("StopContainer", cri.stop_container(&c, 10)),
+        ("RemoveContainer", cri.remove_container(&c)),
+        ("StopPodSandbox", cri.stop_pod_sandbox(&id)),
+        ("RemovePodSandbox", cri.remove_pod_sandbox(&id)),
+    ] {
+        r.unwrap_or_else(|e| panic!("{what} after the restart: {e}\n{}", ctd.log_tail(30)));
+    }
+    cri.assert_pod_gone(Some(&id), &[c], &uid);
 }
