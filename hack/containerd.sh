@@ -138,6 +138,12 @@ $common
   runtime_type = "io.containerd.tent.v1"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget.options]
   ConfigPath = "$REPO/config/tent-budget.toml"
+# Pods without a pause process: containerd calls the shim's Sandbox service (2.x only).
+# No options table: containerd 2.1 hands a sandboxed task the shim's address inside runc's
+# options type and fails on any other (so the profile is tent's default).
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-pauseless]
+  runtime_type = "io.containerd.tent.v1"
+  sandboxer = "shim"
 [plugins."io.containerd.cri.v1.runtime".cni]
   bin_dirs = ["$d/cni/bin"]
   conf_dir = "$d/cni/net.d"

@@ -47,6 +47,8 @@ pub const TENT_COMPAT: &str = "tent-compat";
 pub const RUNC: &str = "runc";
 /// tent with an audit budget in deny mode (`config/tent-budget.toml`).
 pub const TENT_BUDGET: &str = "tent-budget";
+/// The handler whose pods have no pause container (`sandboxer = "shim"`, containerd 2.x).
+pub const TENT_PAUSELESS: &str = "tent-pauseless";
 /// Bound of one CRI call (RunPodSandbox included).
 pub const CRI_TIMEOUT: Duration = Duration::from_secs(60);
 /// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).
@@ -387,6 +389,14 @@ impl<'a> Cri<'a> {
                 state.join("io.containerd.grpc.v1.cri/containers").join(id),
                 root.join("io.containerd.grpc.v1.cri/sandboxes").join(id),
                 root.join("io.containerd.grpc.v1.cri/containers").join(id),
+                // A pauseless pod's sandbox bundle (containerd 2.x's shim sandboxer).
+                state
+                    .join("io.containerd.sandbox.controller.v1.shim")
+                    .join(CRI_NAMESPACE)
+                    .join(id),
+                root.join("io.containerd.sandbox.controller.v1.shim")
+                    .join(CRI_NAMESPACE)
+                    .join(id),
             ] {
                 if d.exists() {
                     v.push(format!("dir of {id}: {}", d.display()));

@@ -61,6 +61,13 @@ pub enum Error {
         cause: String,
         kind: ErrorKind,
     },
+    /// The pod helper reported a failing step (a pauseless pod's namespaces).
+    #[error("pod namespaces: {step}: {cause}")]
+    Pod {
+        step: String,
+        cause: String,
+        kind: ErrorKind,
+    },
     /// The sync channel to the container init broke or carried something unexpected.
     #[error("sync with container init: {0}")]
     Protocol(String),
@@ -86,7 +93,7 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Error::Init { kind, .. } | Error::Exec { kind, .. } => *kind,
+            Error::Init { kind, .. } | Error::Exec { kind, .. } | Error::Pod { kind, .. } => *kind,
             Error::ProcessFinished => ErrorKind::NotFound,
             Error::Precondition(_) | Error::Hook(_) => ErrorKind::FailedPrecondition,
             Error::Io { .. }

@@ -20,6 +20,8 @@ pub(crate) const INIT_MARKER: &str = "__tent_container_init__";
 pub(crate) const EXEC_MARKER: &str = "__tent_container_exec__";
 /// argv[1] of a hook runner (runs one OCI hook in the runtime's namespaces).
 pub(crate) const HOOK_MARKER: &str = "__tent_hook_runner__";
+/// argv[1] of a pod helper (creates and pins a pod's namespaces).
+pub(crate) const POD_MARKER: &str = "__tent_pod_helper__";
 /// Environment variable naming the init's sync fd (always 0 at exec time).
 pub(crate) const SYNC_FD_ENV: &str = "_TENT_INIT_SYNC_FD";
 
@@ -164,6 +166,7 @@ impl InitExe {
             Role::Init => ("tent-init", INIT_MARKER, "spawn container init"),
             Role::Exec => ("tent-exec", EXEC_MARKER, "spawn exec stage 1"),
             Role::Hook => ("tent-hook", HOOK_MARKER, "spawn hook runner"),
+            Role::Pod => ("tent-pod", POD_MARKER, "spawn pod helper"),
         };
         cmd.arg0(arg0)
             .arg(marker)
@@ -303,7 +306,10 @@ pub fn reaper_guard() -> std::sync::RwLockWriteGuard<'static, ()> {
 
 /// True when this process was started as the container init (checked first in `main`).
 pub fn is_init_invocation() -> bool {
-    invocation_is(INIT_MARKER) || invocation_is(EXEC_MARKER) || invocation_is(HOOK_MARKER)
+    invocation_is(INIT_MARKER)
+        || invocation_is(EXEC_MARKER)
+        || invocation_is(HOOK_MARKER)
+        || invocation_is(POD_MARKER)
 }
 
 /// What a spawned re-exec of our binary becomes.
@@ -312,6 +318,7 @@ pub(crate) enum Role {
     Init,
     Exec,
     Hook,
+    Pod,
 }
 
 /// True when argv[1] is `marker` and the sync fd is announced.

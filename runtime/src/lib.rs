@@ -35,6 +35,7 @@ mod mounts;
 mod namespaces;
 mod pathsafe;
 mod pidfd;
+mod pod;
 mod process;
 mod profile;
 mod spec;
@@ -52,6 +53,7 @@ pub use cgroups::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use exe::{is_init_invocation, reaper_guard, spawn_guard, InitExe};
 pub use features::{features, features_json, FEATURES_TYPE_URL};
+pub use pod::{kill_pod_init, remove_pins as remove_pod_pins, PodNamespaces, PodRequest};
 pub use profile::{Allow, AuditBudget, BudgetMode, Mode, Profile};
 
 /// One entry of containerd's `CreateTaskRequest.rootfs`.
@@ -217,6 +219,13 @@ impl Container {
 /// not call it while a global `waitpid(-1)` reaper runs in the same process.
 pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
     container::cleanup_bundle(bundle, id)
+}
+
+/// Statistics of a cgroup by its path (a pod's `cgroup_parent`, holding its containers'
+/// cgroups): pod stats for a sandbox without a pause container.
+pub fn cgroup_stats(path: &str) -> Result<Stats> {
+    let path = cgroups::path::CgroupPath::parse(path, "pod")?;
+    cgroups::stats::collect(&cgroups::manager::CgroupManager::load(path))
 }
 
 /// Entry point of the container init; never returns.

@@ -78,6 +78,10 @@ pub enum Message {
     HooksDone(i32),
     /// Caller → hook runner: run this hook; it answers `Ready` or `Error`.
     Hook(Box<crate::hooks::Job>),
+    /// Caller → pod helper: create and pin these namespaces; it answers `Ready` or `Error`.
+    Pod(Box<crate::pod::PodJob>),
+    /// Pod helper → caller: the pod's namespaces are pinned and its init forked (host pid).
+    PodInit(i32),
     /// Stage 2 → caller: set up, waiting for `Start`.
     Ready,
     /// Caller → stage 2: go ahead and `execve`.

@@ -84,7 +84,8 @@ pub struct Options {
 }
 
 /// The options of a Create (containerd's `CreateTaskRequest.options`).
-pub fn options(options: Option<&Any>) -> Result<Options> {
+/// `own` is the shim's socket address (see [`crate::runc_options::RuncOptions::check`]).
+pub fn options(options: Option<&Any>, own: &str) -> Result<Options> {
     if let Some(runc) = options
         .map(crate::runc_options::decode)
         .transpose()?
@@ -92,7 +93,7 @@ pub fn options(options: Option<&Any>) -> Result<Options> {
     {
         return Ok(Options {
             profile: Profile::default(),
-            io_owner: runc.check("create: options")?,
+            io_owner: runc.check("create: options", own)?,
         });
     }
     Ok(Options {

@@ -14,6 +14,8 @@ pub enum Error {
         container_id: String,
         exec_id: String,
     },
+    #[error("sandbox {0} not found")]
+    SandboxNotFound(String),
     #[error("container {0} already exists")]
     ContainerExists(String),
     #[error("exec {exec_id} already exists in container {container_id}")]
@@ -62,9 +64,10 @@ impl Error {
                 ErrorKind::Unimplemented => Code::UNIMPLEMENTED,
                 ErrorKind::Internal => Code::INTERNAL,
             },
-            Error::ContainerNotFound(_) | Error::ExecNotFound { .. } | Error::Finished { .. } => {
-                Code::NOT_FOUND
-            }
+            Error::ContainerNotFound(_)
+            | Error::SandboxNotFound(_)
+            | Error::ExecNotFound { .. }
+            | Error::Finished { .. } => Code::NOT_FOUND,
             Error::ContainerExists(_) | Error::ExecExists { .. } => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,

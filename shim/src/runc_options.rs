@@ -84,8 +84,13 @@ pub fn decode(any: &Any) -> Result<Option<RuncOptions>> {
 impl RuncOptions {
     /// Checks the options for a Create (`what` names the request in errors and logs):
     /// refuses what tent cannot apply, logs what it ignores. Returns the stdio owner.
-    pub fn check(&self, what: &str) -> Result<Option<(u32, u32)>> {
-        if !self.task_api_address.is_empty() {
+    /// `own` is this shim's socket address: containerd 2.x names it as TaskApiAddress
+    /// (`ttrpc+unix://…`) for the containers of a pod whose sandbox this shim is.
+    pub fn check(&self, what: &str, own: &str) -> Result<Option<(u32, u32)>> {
+        let ours = !own.is_empty()
+            && self.task_api_address.strip_prefix("ttrpc+") == Some(own)
+            && matches!(self.task_api_version, 0 | 3);
+        if !self.task_api_address.is_empty() && !ours {
             return Err(Error::Unimplemented(format!(
                 "{what}: runc option TaskApiAddress {:?}: tent serves the task API only on its own socket",
                 self.task_api_address
@@ -199,7 +204,7 @@ mod tests {
             }
         );
         assert_eq!(
-            o.check("create c1").expect("acceptable"),
+            o.check("create c1", "").expect("acceptable"),
             Some((1000, 1001))
         );
     }
@@ -251,10 +256,22 @@ mod tests {
             o.write_string(12, "ttrpc+unix:///elsewhere").expect("12")
         });
         let o = decode(&any).expect("decode").expect("runc options");
-        let err = o.check("create c1").expect_err("refused");
+        let err = o.check("create c1", "unix:///run/x").expect_err("refused");
         assert!(err.to_string().contains("TaskApiAddress"), "{err}");
         assert_eq!(
-            RuncOptions::default().check("create c1").expect("empty"),
+            RuncOptions::default()
+                .check("create c1", "")
+                .expect("empty"),
+            None
+        );
+        // A pauseless pod's container names the sandbox's shim: this one.
+        let own = options(OPTIONS, |o| {
+            o.write_string(12, "ttrpc+unix:///elsewhere").expect("12");
+            o.write_uint32(13, 3).expect("13")
+        });
+        let o = decode(&own).expect("decode").expect("runc options");
+        assert_eq!(
+            o.check("create c1", "unix:///elsewhere").expect("own"),
             None
         );
     }

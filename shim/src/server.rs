@@ -1,10 +1,12 @@
 //! The long-lived shim server: ttrpc on the socket `start` bound, the Task API under
-//! both service names containerd uses, the reaper, and shutdown.
+//! both service names containerd uses and the Sandbox API beside them, the reaper, and
+//! shutdown (containerd's Shutdown/ShutdownSandbox, or SIGTERM with nothing left).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
+use containerd_shim_protos::sandbox_async::create_sandbox;
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc::r#async::transport::Listener;
 use containerd_shim_protos::ttrpc::r#async::Server;
@@ -16,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::args::Flags;
 use crate::error::{Error, Result};
 use crate::events::ContainerdEvents;
-use crate::service::TaskService;
+use crate::service::{SandboxService, TaskService};
 use crate::shim::Shim;
 
 /// Environment variable through which `start` hands the bound listener to the server.
@@ -110,16 +112,22 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
                 "connect to containerd events at {ttrpc_address}: {e}"
             ))
         })?;
-    let shim = Arc::new(Shim::new(
-        Arc::new(events),
-        crate::runtime::tent(init_exe),
-        flags.namespace.clone(),
-    ));
+    let sandbox = crate::sandbox::Sandbox::new(Some(init_exe.clone()));
+    let shim = Arc::new(
+        Shim::new(
+            Arc::new(events),
+            crate::runtime::tent(init_exe),
+            flags.namespace.clone(),
+        )
+        .with_sandbox(sandbox)
+        .with_address(&flags.socket),
+    );
 
     let mut services = create_task(Arc::new(TaskService(shim.clone())));
     if let Some(v3) = create_task(Arc::new(TaskService(shim.clone()))).remove(TASK_V2) {
         services.insert(TASK_V3.to_string(), v3);
     }
+    services.extend(create_sandbox(Arc::new(SandboxService(shim.clone()))));
     let listener = Listener::try_from(listener).map_err(|e| Error::io("ttrpc listener", e))?;
     let mut server = Server::new()
         .add_listener(listener)
@@ -134,7 +142,14 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
     loop {
         tokio::select! {
             _ = sigchld.recv() => reap(&shim).await,
-            _ = sigterm.recv() => log::info!("SIGTERM ignored; containerd shuts shims down through the API"),
+            _ = sigterm.recv() => {
+                if shim.is_idle() {
+                    log::info!("SIGTERM with nothing left to serve: exiting");
+                    break;
+                }
+                // Exiting would orphan running containers (their exits lost to containerd).
+                log::warn!("SIGTERM ignored: containers or a pod are still served; containerd shuts shims down through the API");
+            }
             _ = shim.shutdown.notified() => break,
         }
     }

@@ -1,4 +1,4 @@
-//! The ttrpc face of [`Shim`]: one line per Task API RPC, plus the requests that
+//! The ttrpc faces of [`Shim`]: one line per Task API and Sandbox API RPC, plus the requests that
 //! allocate a lot noting activity for the idle heap trim ([`crate::memory`]).
 //! Errors become ttrpc statuses in one place ([`crate::error`]).
 
@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::*;
+use containerd_shim_protos::sandbox_api as sb;
+use containerd_shim_protos::sandbox_async::Sandbox as SandboxApi;
 use containerd_shim_protos::shim_async::Task as TaskApi;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::Result as TtrpcResult;
@@ -85,5 +87,80 @@ impl TaskApi for TaskService {
     }
     async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> TtrpcResult<Empty> {
         Err(Error::Unimplemented("checkpoint: tent does not checkpoint containers".into()).into())
+    }
+}
+
+/// The Sandbox API service (`containerd.runtime.sandbox.v1.Sandbox`) over a [`Shim`].
+pub struct SandboxService(pub Arc<Shim>);
+
+#[async_trait]
+impl SandboxApi for SandboxService {
+    async fn create_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::CreateSandboxRequest,
+    ) -> TtrpcResult<sb::CreateSandboxResponse> {
+        crate::memory::note_activity();
+        self.0.create_sandbox(r).await?;
+        Ok(sb::CreateSandboxResponse::new())
+    }
+    async fn start_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::StartSandboxRequest,
+    ) -> TtrpcResult<sb::StartSandboxResponse> {
+        Ok(self.0.sandbox.start(r).await?)
+    }
+    async fn platform(
+        &self,
+        _: &TtrpcContext,
+        r: sb::PlatformRequest,
+    ) -> TtrpcResult<sb::PlatformResponse> {
+        Ok(self.0.sandbox.platform(r)?)
+    }
+    async fn stop_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::StopSandboxRequest,
+    ) -> TtrpcResult<sb::StopSandboxResponse> {
+        self.0.sandbox.stop(r)?;
+        Ok(sb::StopSandboxResponse::new())
+    }
+    async fn wait_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::WaitSandboxRequest,
+    ) -> TtrpcResult<sb::WaitSandboxResponse> {
+        Ok(self.0.sandbox.wait(r).await?)
+    }
+    async fn sandbox_status(
+        &self,
+        _: &TtrpcContext,
+        r: sb::SandboxStatusRequest,
+    ) -> TtrpcResult<sb::SandboxStatusResponse> {
+        Ok(self.0.sandbox.status(r)?)
+    }
+    async fn ping_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::PingRequest,
+    ) -> TtrpcResult<sb::PingResponse> {
+        self.0.sandbox.ping(r)?;
+        Ok(sb::PingResponse::new())
+    }
+    async fn shutdown_sandbox(
+        &self,
+        _: &TtrpcContext,
+        r: sb::ShutdownSandboxRequest,
+    ) -> TtrpcResult<sb::ShutdownSandboxResponse> {
+        self.0.shutdown_sandbox(r).await?;
+        Ok(sb::ShutdownSandboxResponse::new())
+    }
+    async fn sandbox_metrics(
+        &self,
+        _: &TtrpcContext,
+        r: sb::SandboxMetricsRequest,
+    ) -> TtrpcResult<sb::SandboxMetricsResponse> {
+        Ok(self.0.sandbox.metrics(r).await?)
     }
 }

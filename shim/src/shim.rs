@@ -31,6 +31,8 @@ use crate::{config, console, metrics, oom};
 
 /// How long Delete of a never-started process waits for the killed process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a shim whose sandbox failed to come up waits for ShutdownSandbox before exiting.
+const FAILED_EXIT: Duration = Duration::from_secs(10);
 /// How long an exit event waits for unread output to be read by containerd.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(3);
 
@@ -42,6 +44,10 @@ pub struct Shim {
     namespace: String,
     /// Notified when containerd asks the shim to shut down and nothing is left to serve.
     pub shutdown: Notify,
+    /// The pod this shim is the sandbox of (containerd's Sandbox API), if any.
+    pub sandbox: crate::sandbox::Sandbox,
+    /// This shim's socket address (`unix://…`).
+    address: String,
 }
 
 impl Shim {
@@ -53,6 +59,74 @@ impl Shim {
             create,
             namespace,
             shutdown: Notify::new(),
+            sandbox: crate::sandbox::Sandbox::new(None),
+            address: String::new(),
+        }
+    }
+
+    /// The same shim, knowing its own socket address.
+    pub fn with_address(mut self, address: &str) -> Self {
+        self.address = address.to_string();
+        self
+    }
+
+    /// The same shim serving the Sandbox API with `sandbox`.
+    pub fn with_sandbox(mut self, sandbox: crate::sandbox::Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// Nothing keeps the shim: no container, and no pod up.
+    pub fn is_idle(&self) -> bool {
+        self.tasks.is_empty() && !self.sandbox.is_live()
+    }
+
+    /// CreateSandbox; a sandbox that fails to come up lets the shim exit (containerd's
+    /// ShutdownSandbox after it, or at the latest [`FAILED_EXIT`], with nothing else left).
+    pub async fn create_sandbox(
+        self: &Arc<Self>,
+        req: containerd_shim_protos::sandbox_api::CreateSandboxRequest,
+    ) -> Result<()> {
+        let result = self.sandbox.create(req).await;
+        if result.is_err() {
+            let shim = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FAILED_EXIT).await;
+                if shim.is_idle() {
+                    log::info!("sandbox failed to come up and nothing is left: exiting");
+                    shim.shutdown.notify_one();
+                }
+            });
+        }
+        result
+    }
+
+    /// ShutdownSandbox: the pod is torn down; the shim exits when no container is left.
+    pub async fn shutdown_sandbox(
+        &self,
+        req: containerd_shim_protos::sandbox_api::ShutdownSandboxRequest,
+    ) -> Result<()> {
+        self.sandbox.shutdown(req).await?;
+        if self.is_idle() {
+            self.shutdown.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Where a new container's `/proc/0/ns/*` namespace paths go (a pauseless pod).
+    fn rewrite_pod_namespaces(&self, bundle: &Path) -> Result<()> {
+        let config = bundle.join("config.json");
+        match self.sandbox.namespaces() {
+            Some(ns) => {
+                if crate::sandbox::rewrite_namespaces(&config, &ns)? {
+                    log::debug!(
+                        "{}: namespaces of pid 0 rewritten to the pod's",
+                        config.display()
+                    );
+                }
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -64,6 +138,9 @@ impl Shim {
     /// task: it may wait for containerd to read the last output, and that must not
     /// hold up the reaper (or the other containers of a pod).
     pub fn on_exit(self: &Arc<Self>, pid: i32, status: u32) {
+        if self.sandbox.on_exit(pid, status) {
+            return;
+        }
         if let Some((task, process)) = self.tasks.route(pid, status) {
             let shim = self.clone();
             tokio::spawn(async move { shim.record_exit(&task, &process, status).await });
@@ -160,7 +237,9 @@ impl Shim {
                 "create from a checkpoint (tent does not checkpoint)".into(),
             ));
         }
-        let config::Options { profile, io_owner } = config::options(req.options.as_ref())?;
+        self.rewrite_pod_namespaces(Path::new(&req.bundle))?;
+        let config::Options { profile, io_owner } =
+            config::options(req.options.as_ref(), &self.address)?;
         let init = Process::new(
             "",
             StdioPaths {
@@ -248,6 +327,9 @@ impl Shim {
             }
         };
         log::info!("created container {} (pid {pid})", req.id);
+        if let Err(e) = self.sandbox.keep_container(&req.id, Path::new(&req.bundle)) {
+            log::warn!("container {}: {e}", req.id);
+        }
         match denied_summary {
             Some(s) => crate::summary::keep(&req.id, Path::new(&req.bundle), &s),
             None => crate::summary::spawn(
@@ -564,6 +646,12 @@ impl Shim {
         }
         task.destroy().await?;
         self.tasks.remove(&task.id);
+        self.sandbox.forget_container(&task.id);
+        // A pod's containers are deleted without a Shutdown (protocol 3): the last one
+        // after ShutdownSandbox ends the shim.
+        if self.sandbox.is_done() && self.is_idle() {
+            self.shutdown.notify_one();
+        }
         if let Some(monitor) = lock(&task.oom).take() {
             monitor.close();
         }
@@ -711,8 +799,10 @@ impl Shim {
         })
     }
 
+    /// Task.Shutdown: answered without exiting while containers are left or the pod is up
+    /// (containerd may send it repeatedly).
     pub async fn shutdown(&self, _req: ShutdownRequest) -> Result<()> {
-        if self.tasks.is_empty() {
+        if self.is_idle() {
             self.shutdown.notify_one();
         }
         Ok(())

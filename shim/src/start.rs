@@ -9,6 +9,12 @@
 //!
 //! A new server is placed as containerd's runc shim places itself: into runc's
 //! `ShimCgroup` if the options name one, and at containerd's OOM score + 1.
+//!
+//! A pod's sandbox started by containerd 2.x's shim sandbox controller (`sandboxer =
+//! "shim"`, bundle under `io.containerd.sandbox.controller.v1.shim`) gets the JSON reply
+//! with protocol version 3: containerd then sends the pod's containers to this shim
+//! without a `start`/`delete` per container. Its pid goes to `<bundle>/shim.pid`, so
+//! `delete` can end a server that did not exit.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -24,6 +30,10 @@ use crate::server::LISTEN_FD_ENV;
 
 /// The annotation containerd's CRI puts on every container of a pod.
 const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// The directory of containerd 2.x's shim sandbox controller (its bundles' grandparent).
+pub const SANDBOX_CONTROLLER_DIR: &str = "io.containerd.sandbox.controller.v1.shim";
+/// The server's pid in a sandbox bundle.
+pub const PID_FILE: &str = "shim.pid";
 /// The highest `oom_score_adj` there is.
 const OOM_SCORE_ADJ_MAX: i32 = 1000;
 
@@ -72,9 +82,13 @@ pub fn start(flags: &Flags) -> Result<()> {
             },
         ),
     };
-    let bootstrap = matches!(input, Input::Bootstrap(_));
-
     let bundle = std::env::current_dir().map_err(|e| Error::io("current directory", e))?;
+    let sandbox = is_sandbox_bundle(&bundle);
+    let reply_as = match input {
+        Input::Bootstrap(_) => Reply::Bootstrap,
+        Input::Legacy(_) if sandbox => Reply::JsonV3,
+        Input::Legacy(_) => Reply::Plain,
+    };
     let group = group_id(&bundle, &flags.id)?;
     let address = crate::address::socket_address(&dir, &flags.address, &flags.namespace, &group);
     let path = address.trim_start_matches("unix://").to_string();
@@ -82,7 +96,7 @@ pub fn start(flags: &Flags) -> Result<()> {
     // One shim per group: if the group's shim is alive, reuse it.
     if UnixStream::connect(&path).is_ok() {
         write_address(&bundle, &address)?;
-        return reply(&address, bootstrap);
+        return reply(&address, reply_as);
     }
     let listener = bind(&path)?;
     let child = match spawn_server(&launch, &bundle, &address, &listener) {
@@ -92,13 +106,45 @@ pub fn start(flags: &Flags) -> Result<()> {
             return Err(e);
         }
     };
-    if let Err(e) = place(&launch, &child).and_then(|_| write_address(&bundle, &address)) {
+    let placed = place(&launch, &child)
+        .and_then(|_| write_address(&bundle, &address))
+        .and_then(|_| match sandbox {
+            true => write_pid(&bundle, child.id()),
+            false => Ok(()),
+        });
+    if let Err(e) = placed {
         // Leave nothing behind: no half-placed server, no socket.
         abandon(child);
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
-    reply(&address, bootstrap)
+    reply(&address, reply_as)
+}
+
+/// A bundle made by containerd 2.x's shim sandbox controller.
+pub fn is_sandbox_bundle(bundle: &Path) -> bool {
+    bundle
+        .ancestors()
+        .nth(2)
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == SANDBOX_CONTROLLER_DIR)
+}
+
+fn write_pid(bundle: &Path, pid: u32) -> Result<()> {
+    let file = bundle.join(PID_FILE);
+    std::fs::write(&file, pid.to_string())
+        .map_err(|e| Error::io(format!("write {}", file.display()), e))
+}
+
+/// How `start` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// containerd 2.3+: a protobuf `BootstrapResult`.
+    Bootstrap,
+    /// containerd 2.0–2.2's sandbox controller: JSON, version 3.
+    JsonV3,
+    /// The plain address (1.6, 1.7, and 2.x tasks: version 2).
+    Plain,
 }
 
 /// Containers of one Kubernetes pod share the pod's shim.
@@ -234,12 +280,15 @@ fn write_address(bundle: &Path, address: &str) -> Result<()> {
     std::fs::write(&file, address).map_err(|e| Error::io(format!("write {}", file.display()), e))
 }
 
-/// The address, as a `BootstrapResult` for containerd 2.3+ or plain for older ones.
-fn reply(address: &str, bootstrap: bool) -> Result<()> {
-    let bytes = if bootstrap {
-        crate::bootstrap::encode_result(address)?
-    } else {
-        address.as_bytes().to_vec()
+/// The address, as a `BootstrapResult` for containerd 2.3+, JSON version 3 for a 2.x
+/// sandbox, plain otherwise.
+fn reply(address: &str, how: Reply) -> Result<()> {
+    let bytes = match how {
+        Reply::Bootstrap => crate::bootstrap::encode_result(address)?,
+        Reply::JsonV3 => serde_json::json!({"version": 3, "address": address, "protocol": "ttrpc"})
+            .to_string()
+            .into_bytes(),
+        Reply::Plain => address.as_bytes().to_vec(),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)
@@ -281,6 +330,17 @@ mod tests {
         assert_eq!(results, ["6", "1000", "1000"]);
         let err = adjust_oom_score(i32::MAX, 1).expect_err("no such parent");
         assert!(err.to_string().contains("oom_score_adj"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_bundles_are_told_by_their_controllers_dir() {
+        assert!(is_sandbox_bundle(Path::new(
+            "/run/containerd/io.containerd.sandbox.controller.v1.shim/k8s.io/abc"
+        )));
+        assert!(!is_sandbox_bundle(Path::new(
+            "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc"
+        )));
+        assert!(!is_sandbox_bundle(Path::new("/")));
     }
 
     #[test]

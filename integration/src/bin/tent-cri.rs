@@ -289,6 +289,10 @@ fn measure(cri: &Cri, ctd: &Containerd, pods: &[BenchPod]) -> Result<Value, Stri
         let info: Value =
             serde_json::from_str(status.info.get("info").map(String::as_str).unwrap_or("{}"))
                 .map_err(|e| format!("PodSandboxStatus info: {e}"))?;
+        // A pauseless pod (tent-pauseless) says so and has no sandbox process (pid 0).
+        if info["pauseless"] == true && info["pid"] == 0 {
+            continue;
+        }
         let pid = info["pid"]
             .as_i64()
             .filter(|p| *p > 0)

@@ -7,6 +7,7 @@
 //! - [`init`]: the init's stages (namespaces, rootfs, terminal, ready, start);
 //! - [`exec`]: an exec's stages (join the init's namespaces, user lookup);
 //! - [`hook`]: a hook runner (one OCI hook in the runtime's namespaces);
+//! - [`pod`]: a pod helper (a pod's IPC/UTS namespaces, pinned, without a process);
 //! - [`setup`]: the last steps before `execve`, shared by both.
 //!
 //! Every failing step travels back to the caller as a typed message naming
@@ -16,6 +17,7 @@ mod exec;
 mod fork;
 mod hook;
 mod init;
+mod pod;
 mod setup;
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -63,6 +65,8 @@ pub fn main() -> ! {
         exec::stage1
     } else if crate::exe::invocation_is(crate::exe::HOOK_MARKER) {
         hook::run
+    } else if crate::exe::invocation_is(crate::exe::POD_MARKER) {
+        pod::run
     } else {
         init::stage1
     };
