@@ -14,6 +14,7 @@ mod delete;
 mod error;
 mod events;
 mod io;
+mod isolate;
 mod logger;
 mod memory;
 mod metrics;
