@@ -99,12 +99,16 @@ pub fn validate(process: &Process) -> Result<()> {
         if let Some(i) = items.iter().position(|s| s.contains('\0')) {
             return Err(Error::spec(format!("{what}[{i}]"), "contains a NUL byte"));
         }
-        if let Some(i) = items.iter().position(|s| s.len() >= MAX_ARG_STRLEN) {
+        if let Some((i, long)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() >= MAX_ARG_STRLEN)
+        {
             return Err(Error::spec(
                 format!("{what}[{i}]"),
                 format!(
                     "{} bytes: the kernel takes at most {} per argument or variable",
-                    items[i].len(),
+                    long.len(),
                     MAX_ARG_STRLEN - 1
                 ),
             ));

@@ -197,7 +197,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(linux) = spec.linux() {
         let namespaces = linux.namespaces().as_deref().unwrap_or_default();
         for (i, ns) in namespaces.iter().enumerate() {
-            if namespaces[..i].iter().any(|n| n.typ() == ns.typ()) {
+            if namespaces.iter().take(i).any(|n| n.typ() == ns.typ()) {
                 return Err(Error::spec(
                     format!("linux.namespaces[{i}]"),
                     format!("the {} namespace is listed twice", ns.typ()),
