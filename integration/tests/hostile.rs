@@ -304,8 +304,15 @@ fn run_case(anchor: &Anchor<'_>, case: &Case, canary: &Path) -> Result<String, S
             let path = c.dir().join(format!("spec-{id}.json"));
             std::fs::write(&path, text).map_err(|e| e.to_string())?;
             let path = path.display().to_string();
-            let mut cmd =
-                c.ctr_command(&["run", "--rm", "--runtime", &runtime, "--config", &path, &id]);
+            let flags: Vec<String> = j["ctr_flags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|f| vars.subst(f))
+                .collect();
+            let mut cmd = c.ctr_command(&["run", "--rm", "--runtime", &runtime, "--config", &path]);
+            cmd.args(&flags).arg(&id);
             let o = run_with_timeout(&mut cmd, None, T);
             let _ = c.ctr(&["container", "delete", &id]);
             let _ = std::fs::remove_file(&path);

@@ -4,11 +4,17 @@
 //! The same binary is also the container init: a sealed copy of it is re-executed
 //! for every container, and that check comes first, before any thread exists.
 
-// Panic policy (docs/ARCHITECTURE.md): no explicit panic in shipped code; the shim
-// isolates any other panic to its request (shim/src/isolate.rs).
+// Panic policy (docs/ARCHITECTURE.md): no explicit panic in shipped code (the shim's
+// own code: no indexing either); any other panic is isolated to its request
+// (shim/src/isolate.rs).
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 mod address;
