@@ -5,6 +5,13 @@
 //! shim, so it uses only crates the shim already has (nix, libc, serde,
 //! thiserror).
 
+// Panic policy (docs/ARCHITECTURE.md): no explicit panic in shipped code; the shim
+// isolates any other panic to its request (shim/src/isolate.rs).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod budget;
 pub mod caps;
 pub mod classify;

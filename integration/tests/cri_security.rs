@@ -308,6 +308,12 @@ fn host_network_pod_is_refused_on_tent_leaving_nothing_and_runs_on_compat() {
     let cri = Cri::connect(ctd);
     let host_net = |name: &str| {
         let mut p = pod_config(ctd, name);
+        // kubelet names a hostNetwork pod after the node: without its own UTS namespace
+        // another name cannot be applied (runc and tent refuse it).
+        p.hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .expect("the host's name")
+            .trim()
+            .to_string();
         let sc = pod_linux(&mut p)
             .security_context
             .get_or_insert_with(Default::default);

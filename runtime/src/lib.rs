@@ -15,6 +15,13 @@
 //! API CONTRACT (shared with the shim; change only together):
 //! see the signatures below.
 
+// Panic policy (docs/ARCHITECTURE.md): no explicit panic in shipped code; the shim
+// isolates any other panic to its request (shim/src/isolate.rs).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 

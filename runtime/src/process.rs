@@ -66,6 +66,18 @@ pub fn validate(process: &Process) -> Result<()> {
                 format!("unknown rlimit type {name:?}"),
             ));
         }
+        if process
+            .rlimits()
+            .iter()
+            .flatten()
+            .take(i)
+            .any(|r| r.typ() == rl.typ())
+        {
+            return Err(Error::spec(
+                format!("process.rlimits[{i}]"),
+                format!("{name} is listed twice"),
+            ));
+        }
         if rl.soft() > rl.hard() {
             return Err(Error::spec(
                 format!("process.rlimits[{i}]"),
@@ -87,9 +99,51 @@ pub fn validate(process: &Process) -> Result<()> {
         if let Some(i) = items.iter().position(|s| s.contains('\0')) {
             return Err(Error::spec(format!("{what}[{i}]"), "contains a NUL byte"));
         }
+        if let Some((i, long)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() >= MAX_ARG_STRLEN)
+        {
+            return Err(Error::spec(
+                format!("{what}[{i}]"),
+                format!(
+                    "{} bytes: the kernel takes at most {} per argument or variable",
+                    long.len(),
+                    MAX_ARG_STRLEN - 1
+                ),
+            ));
+        }
+    }
+    let user = process.user();
+    if let Some(mask) = user.umask().filter(|m| *m > 0o777) {
+        return Err(Error::spec(
+            "process.user.umask",
+            format!("{mask} ({mask:#o}) has bits beyond 0o777"),
+        ));
+    }
+    let groups = user.additional_gids().as_ref().map_or(0, Vec::len);
+    if groups > NGROUPS_MAX {
+        return Err(Error::spec(
+            "process.user.additionalGids",
+            format!("{groups} groups: the kernel takes at most {NGROUPS_MAX}"),
+        ));
+    }
+    if let Some(adj) = process
+        .oom_score_adj()
+        .filter(|a| !(-1000..=1000).contains(a))
+    {
+        return Err(Error::spec(
+            "process.oomScoreAdj",
+            format!("{adj} is outside -1000..=1000"),
+        ));
     }
     Ok(())
 }
+
+/// The kernel's bound on one execve string, NUL included (32 pages).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The kernel's bound on supplementary groups.
+const NGROUPS_MAX: usize = 65536;
 
 #[cfg(test)]
 mod tests {
@@ -129,8 +183,38 @@ mod tests {
             err_of(v),
             "process.rlimits[0]: RLIMIT_NOFILE: soft limit 10 exceeds hard limit 5"
         );
-        let mut v = base;
+        let mut v = base.clone();
         v["env"] = serde_json::json!(["A=1", "B=\u{0}"]);
         assert_eq!(err_of(v), "process.env[1]: contains a NUL byte");
+        let mut v = base.clone();
+        v["rlimits"] = serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 5, "hard": 5},
+            {"type": "RLIMIT_NOFILE", "soft": 9, "hard": 9}
+        ]);
+        assert_eq!(
+            err_of(v),
+            "process.rlimits[1]: RLIMIT_NOFILE is listed twice"
+        );
+        let mut v = base.clone();
+        v["args"] = serde_json::json!(["sh", "x".repeat(MAX_ARG_STRLEN)]);
+        assert!(err_of(v).starts_with("process.args[1]: 131072 bytes"));
+        let mut v = base.clone();
+        v["user"]["umask"] = 99999.into();
+        assert_eq!(
+            err_of(v),
+            "process.user.umask: 99999 (0o303237) has bits beyond 0o777"
+        );
+        let mut v = base.clone();
+        v["user"]["additionalGids"] = (0..=NGROUPS_MAX as u32).collect::<Vec<_>>().into();
+        assert_eq!(
+            err_of(v),
+            "process.user.additionalGids: 65537 groups: the kernel takes at most 65536"
+        );
+        let mut v = base;
+        v["oomScoreAdj"] = (-1001).into();
+        assert_eq!(
+            err_of(v),
+            "process.oomScoreAdj: -1001 is outside -1000..=1000"
+        );
     }
 }

@@ -64,6 +64,84 @@ fn precheck_raw(value: &Value) -> Result<()> {
             }
         }
     }
+    for set in [
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "ambient",
+    ] {
+        let pointer = format!("/process/capabilities/{set}");
+        for (i, cap) in value
+            .pointer(&pointer)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if serde_json::from_value::<oci_spec::runtime::Capability>(cap.clone()).is_err() {
+                return Err(Error::spec(
+                    format!("process.capabilities.{set}[{i}]"),
+                    format!("unknown capability {cap}"),
+                ));
+            }
+        }
+    }
+    let seccomp = |pointer: String, field: String| -> Result<()> {
+        match value.pointer(&pointer) {
+            Some(v) if pointer.ends_with("architectures") => {
+                for (i, a) in v.as_array().into_iter().flatten().enumerate() {
+                    if serde_json::from_value::<oci_spec::runtime::Arch>(a.clone()).is_err() {
+                        return Err(Error::spec(
+                            format!("{field}[{i}]"),
+                            format!("unknown architecture {a}"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Some(v)
+                if serde_json::from_value::<oci_spec::runtime::LinuxSeccompAction>(v.clone())
+                    .is_err() =>
+            {
+                Err(Error::spec(field, format!("unknown action {v}")))
+            }
+            _ => Ok(()),
+        }
+    };
+    seccomp(
+        "/linux/seccomp/defaultAction".into(),
+        "linux.seccomp.defaultAction".into(),
+    )?;
+    seccomp(
+        "/linux/seccomp/architectures".into(),
+        "linux.seccomp.architectures".into(),
+    )?;
+    let rules = value
+        .pointer("/linux/seccomp/syscalls")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    for i in 0..rules {
+        seccomp(
+            format!("/linux/seccomp/syscalls/{i}/action"),
+            format!("linux.seccomp.syscalls[{i}].action"),
+        )?;
+    }
+    for (i, d) in value
+        .pointer("/linux/devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let typ = d.get("type").and_then(Value::as_str).unwrap_or("");
+        if !["b", "c", "u", "p"].contains(&typ) {
+            return Err(Error::spec(
+                format!("linux.devices[{i}].type"),
+                format!("{typ:?} is not a device type (want \"b\", \"c\", \"u\" or \"p\")"),
+            ));
+        }
+    }
     if let Some(rls) = value.pointer("/process/rlimits").and_then(Value::as_array) {
         for (i, rl) in rls.iter().enumerate() {
             let typ = rl.get("type").and_then(Value::as_str).unwrap_or("");
@@ -117,7 +195,18 @@ pub fn validate(spec: &Spec) -> Result<()> {
         ));
     }
     if let Some(linux) = spec.linux() {
-        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+        for (i, ns) in namespaces.iter().enumerate() {
+            if namespaces.iter().take(i).any(|n| n.typ() == ns.typ()) {
+                return Err(Error::spec(
+                    format!("linux.namespaces[{i}]"),
+                    format!("the {} namespace is listed twice", ns.typ()),
+                ));
+            }
+        }
+        validate_devices(linux.devices().as_deref().unwrap_or_default())?;
+        validate_hostname(spec)?;
+        for (i, ns) in namespaces.iter().enumerate() {
             match ns.typ() {
                 LinuxNamespaceType::User => {
                     return Err(Error::Unsupported(
@@ -172,6 +261,60 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The kernel's device numbers: 12 bits of major, 20 of minor (a larger value would be
+/// truncated by mknod into another device).
+const MAJOR_MAX: i64 = (1 << 12) - 1;
+const MINOR_MAX: i64 = (1 << 20) - 1;
+
+fn validate_devices(devices: &[oci_spec::runtime::LinuxDevice]) -> Result<()> {
+    for (i, d) in devices.iter().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(Error::spec(
+                format!("linux.devices[{i}].path"),
+                format!("{} is not an absolute path", d.path().display()),
+            ));
+        }
+        for (what, n, max) in [
+            ("major", d.major(), MAJOR_MAX),
+            ("minor", d.minor(), MINOR_MAX),
+        ] {
+            if !(0..=max).contains(&n) {
+                return Err(Error::spec(
+                    format!("linux.devices[{i}].{what}"),
+                    format!("{n} ({}) is outside 0..={max}", d.path().display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A hostname needs the container's own UTS namespace (as runc); without one, only the
+/// host's own name is accepted (it is already true), never silently dropped.
+fn validate_hostname(spec: &Spec) -> Result<()> {
+    let Some(wanted) = spec.hostname().as_deref().filter(|h| !h.is_empty()) else {
+        return Ok(());
+    };
+    let own_uts = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| nss.iter().any(|n| n.typ() == LinuxNamespaceType::Uts));
+    if own_uts {
+        return Ok(());
+    }
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if wanted == host {
+        return Ok(());
+    }
+    Err(Error::spec(
+        "hostname",
+        format!("{wanted:?} needs a uts namespace (the container shares the host's)"),
+    ))
 }
 
 /// The host path of the container's root directory (`<bundle>/<root.path>`).
@@ -245,6 +388,68 @@ mod tests {
         );
         let spec: Spec = serde_json::from_value(base.clone()).expect("spec");
         validate(&spec).expect("plain spec is valid");
+    }
+
+    /// Inputs of the hostile corpus (integration/corpus/hostile) that serde or the kernel
+    /// would answer vaguely, or silently wrongly: each error names the field.
+    #[test]
+    fn hostile_values_are_refused_naming_the_field() {
+        let base = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}]}
+        });
+        let check = |patch: serde_json::Value, needle: &str| {
+            let mut v = base.clone();
+            json_merge(&mut v, &patch);
+            let err = parse(&v.to_string()).expect_err(needle);
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+        };
+        check(
+            serde_json::json!({"process": {"capabilities": {"effective": ["CAP_KILL", ""]}}}),
+            "process.capabilities.effective[1]",
+        );
+        check(
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_TENT"]}}}),
+            "linux.seccomp.architectures[1]",
+        );
+        check(
+            serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_TENT"}]}}}),
+            "linux.seccomp.syscalls[0].action",
+        );
+        check(
+            serde_json::json!({"linux": {"devices": [{"path": "/dev/x", "type": "x", "major": 1, "minor": 3}]}}),
+            "linux.devices[0].type",
+        );
+        // 2^32 + 1 would reach mknod as major 1 (the memory devices).
+        check(
+            serde_json::json!({"linux": {"devices": [{"path": "/dev/x", "type": "c", "major": 4294967297_i64, "minor": 1}]}}),
+            "linux.devices[0].major",
+        );
+        check(
+            serde_json::json!({"linux": {"devices": [{"path": "/dev/x", "type": "c", "major": 1, "minor": -1}]}}),
+            "linux.devices[0].minor",
+        );
+        check(
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "mount"}]}}),
+            "linux.namespaces[2]",
+        );
+        check(
+            serde_json::json!({"hostname": "tent-not-the-host", "linux": {"namespaces": [{"type": "mount"}]}}),
+            "hostname",
+        );
+        let ok = |patch: serde_json::Value| {
+            let mut v = base.clone();
+            json_merge(&mut v, &patch);
+            parse(&v.to_string()).expect("valid");
+        };
+        ok(serde_json::json!({"hostname": "tent-h"}));
+        ok(serde_json::json!({"process": {"capabilities": {"bounding": ["CAP_CHOWN"]}}}));
+        ok(
+            serde_json::json!({"linux": {"devices": [{"path": "/dev/x", "type": "c", "major": 4095, "minor": 1048575}]}}),
+        );
     }
 
     fn json_merge(a: &mut serde_json::Value, b: &serde_json::Value) {

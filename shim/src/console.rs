@@ -75,7 +75,11 @@ async fn copy_out(master: &AsyncFd<OwnedFd>, mut out: pipe::Sender) {
             },
             Err(_) => return,
         };
-        if out.write_all(&buf[..n]).await.is_err() {
+        if out
+            .write_all(buf.get(..n).unwrap_or_default())
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -99,7 +103,9 @@ async fn copy_in(
         let mut written = 0;
         while written < n {
             match master.writable().await {
-                Ok(mut guard) => match guard.try_io(|fd| write(fd.get_ref(), &buf[written..n])) {
+                Ok(mut guard) => match guard
+                    .try_io(|fd| write(fd.get_ref(), buf.get(written..n).unwrap_or_default()))
+                {
                     Ok(Ok(w)) => written += w,
                     Ok(Err(_)) => return crate::io::discard(input, closed, &mut buf).await,
                     Err(_would_block) => continue,

@@ -91,7 +91,7 @@ fn our_server(bundle: &Path, id: &str) -> Option<i32> {
         .is_some_and(|a| a.ends_with(crate::NAME.as_bytes()));
     let named = args
         .windows(2)
-        .any(|w| w[0] == b"-id" && w[1] == id.as_bytes());
+        .any(|w| matches!(w, [flag, value] if *flag == b"-id" && *value == id.as_bytes()));
     (ours && named && alive(pid)).then_some(pid)
 }
 

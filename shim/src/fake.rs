@@ -1,6 +1,6 @@
 //! Test doubles for the shim's two seams: a fake runtime behind
 //! [`crate::runtime::Container`] that records every call, and a recording
-//! [`EventSink`]. Exits are simulated by calling `Shim::on_exit` as the reaper would.
+//! [`EventSink`]; either can be told to fail or (the runtime) to panic. Exits are simulated by calling `Shim::on_exit` as the reaper would.
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -27,6 +27,7 @@ pub struct FakeRuntime {
     calls: watch::Sender<Vec<String>>,
     next_pid: AtomicI32,
     failing: Mutex<HashSet<&'static str>>,
+    panicking: Mutex<HashSet<&'static str>>,
     oom_kills: Arc<AtomicU64>,
     oom_wake: Mutex<Option<OwnedFd>>,
 }
@@ -38,6 +39,7 @@ impl FakeRuntime {
             calls: watch::channel(Vec::new()).0,
             next_pid: AtomicI32::new(first_pid),
             failing: Mutex::new(HashSet::new()),
+            panicking: Mutex::new(HashSet::new()),
             oom_kills: Arc::new(AtomicU64::new(0)),
             oom_wake: Mutex::new(None),
         })
@@ -71,9 +73,17 @@ impl FakeRuntime {
         lock(&self.failing).insert(op);
     }
 
-    /// Records a call; fails it if told to.
+    /// Makes the next call of `op` panic (a bug in the runtime, as the shim sees it).
+    pub fn panic_once(&self, op: &'static str) {
+        lock(&self.panicking).insert(op);
+    }
+
+    /// Records a call; fails or panics it if told to.
     fn call(&self, what: String) -> Result<()> {
         let op = what.split(' ').next().unwrap_or_default();
+        if lock(&self.panicking).remove(op) {
+            panic!("fake {what} panicked");
+        }
         let fails = lock(&self.failing).contains(op);
         self.calls.send_modify(|calls| calls.push(what.clone()));
         if fails {

@@ -208,7 +208,7 @@ async fn copy_stdin(
                 }
             },
         };
-        if let Err(e) = sink.write_all(&buf[..n]).await {
+        if let Err(e) = sink.write_all(buf.get(..n).unwrap_or_default()).await {
             log::debug!("stdin: the workload stopped reading ({e}); discarding until Delete");
             discard(fifo, closed, &mut buf).await;
             return;
@@ -244,7 +244,7 @@ async fn drain_stdin(fifo: &pipe::Receiver, sink: &mut pipe::Sender, buf: &mut [
         match nix::unistd::read(fifo.as_fd(), buf).map_err(std::io::Error::from) {
             Ok(0) => return,
             Ok(n) => {
-                if let Err(e) = sink.write_all(&buf[..n]).await {
+                if let Err(e) = sink.write_all(buf.get(..n).unwrap_or_default()).await {
                     log::debug!("stdin copy ended: {e}");
                     return;
                 }

@@ -53,21 +53,28 @@ pub fn parse(uri: &str) -> Result<BinaryUri> {
     })
 }
 
-/// Percent-decoding of URI components (`%2F` → `/`, `+` kept as is).
+/// Percent-decoding of URI components (`%2F` → `/`, `+` kept as is), on bytes: an
+/// escape cut short or ending inside a UTF-8 character is kept as it is (slicing the
+/// `str` there panicked, found by the hostile corpus: `--log-uri 'binary:///x?a=%aé'`).
 fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = tail
+            .get(..2)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) if b == b'%' => {
                 out.push(v);
-                i += 3;
-                continue;
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            _ => {
+                out.push(b);
+                rest = tail;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -93,7 +100,7 @@ pub fn spawn(uri: &str, owner: Owner<'_>) -> Result<(OwnedFd, OwnedFd)> {
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let sources = [high(&out_r)?, high(&err_r)?, high(&ready_w)?];
-    let raw: Vec<i32> = sources.iter().map(|fd| fd.as_raw_fd()).collect();
+    let [a, b, c] = sources.each_ref().map(|fd| fd.as_raw_fd());
     let mut cmd = Command::new(&target.path);
     cmd.args(&target.args)
         .env("CONTAINER_ID", owner.container_id)
@@ -101,7 +108,6 @@ pub fn spawn(uri: &str, owner: Owner<'_>) -> Result<(OwnedFd, OwnedFd)> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let (a, b, c) = (raw[0], raw[1], raw[2]);
     // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -141,6 +147,19 @@ pub fn spawn(uri: &str, owner: Owner<'_>) -> Result<(OwnedFd, OwnedFd)> {
 
 #[cfg(test)]
 mod tests {
+    use super::unescape;
+
+    #[test]
+    fn unescape_keeps_what_is_not_an_escape() {
+        assert_eq!(unescape("a%2Fb%3d"), "a/b=");
+        assert_eq!(unescape("%aé"), "%aé");
+        assert_eq!(unescape("%é1"), "%é1");
+        assert_eq!(unescape("x%"), "x%");
+        assert_eq!(unescape("%4"), "%4");
+        assert_eq!(unescape("%+f"), "%+f");
+        assert_eq!(unescape("ü%C3%BC"), "üü");
+    }
+
     use super::*;
 
     #[test]

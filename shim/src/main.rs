@@ -4,6 +4,19 @@
 //! The same binary is also the container init: a sealed copy of it is re-executed
 //! for every container, and that check comes first, before any thread exists.
 
+// Panic policy (docs/ARCHITECTURE.md): no explicit panic in shipped code (the shim's
+// own code: no indexing either); any other panic is isolated to its request
+// (shim/src/isolate.rs).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod address;
 mod args;
 mod bootstrap;
@@ -14,6 +27,7 @@ mod delete;
 mod error;
 mod events;
 mod io;
+mod isolate;
 mod logger;
 mod memory;
 mod metrics;

@@ -564,8 +564,14 @@ pub fn rewrite(spec: &mut serde_json::Value, ns: &Namespaces) -> Result<bool> {
     let mut changed = false;
     let mut keep = Vec::with_capacity(list.len());
     for mut entry in std::mem::take(list) {
-        let typ = entry["type"].as_str().unwrap_or_default().to_string();
-        let path = entry["path"].as_str().unwrap_or_default().to_string();
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (typ, path) = (field("type"), field("path"));
         let Some(kind) = path.strip_prefix("/proc/0/ns/") else {
             keep.push(entry);
             continue;
@@ -578,7 +584,12 @@ pub fn rewrite(spec: &mut serde_json::Value, ns: &Namespaces) -> Result<bool> {
         changed = true;
         match target {
             Target::Path(p) => {
-                entry["path"] = serde_json::Value::String(p.display().to_string());
+                if let Some(o) = entry.as_object_mut() {
+                    o.insert(
+                        "path".into(),
+                        serde_json::Value::String(p.display().to_string()),
+                    );
+                }
                 keep.push(entry);
             }
             Target::Host => {}

@@ -49,6 +49,7 @@ fn serve_on(flags: Flags, listener: UnixListener) -> Result<()> {
         // No log FIFO (e.g. started by hand): carry on without logs rather than fail.
         eprintln!("tent shim: logging disabled: {e}");
     }
+    crate::isolate::log_panics();
     // containerd 2.3+ names the level (its own); `-debug` still raises it.
     if let Ok(level) = flags.log_level.parse::<log::LevelFilter>() {
         let floor = if flags.debug {

@@ -213,9 +213,14 @@ impl Ready {
     /// Execs (every fd ≥ 3 is close-on-exec since [`prepare`]); returns only on failure.
     pub(super) fn exec(self) -> StepError {
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err_never();
+        let mut what = format!("execve {}", self.path.to_string_lossy());
+        if err == nix::errno::Errno::E2BIG {
+            // Each string is checked at validation; the total depends on the stack limit.
+            what.push_str(" (process.args and process.env together are over the kernel's limit)");
+        }
         StepError {
             step: "exec",
-            error: Error::sys(format!("execve {}", self.path.to_string_lossy()), err),
+            error: Error::sys(what, err),
         }
     }
 }

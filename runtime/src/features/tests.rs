@@ -138,7 +138,11 @@ fn every_namespace_listed_is_accepted_and_the_others_refused() {
     for ns in [
         "cgroup", "ipc", "mount", "network", "pid", "uts", "user", "time",
     ] {
-        let s = spec(json!({"linux": {"namespaces": [{"type": "mount"}, {"type": ns}]}}));
+        let s = if ns == "mount" {
+            spec(json!({"linux": {"namespaces": [{"type": "mount"}]}}))
+        } else {
+            spec(json!({"linux": {"namespaces": [{"type": "mount"}, {"type": ns}]}}))
+        };
         let accepted = crate::spec::validate(&s).is_ok();
         assert_eq!(accepted, listed.iter().any(|l| l == ns), "{ns}");
     }
