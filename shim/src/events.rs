@@ -10,6 +10,8 @@
 //! of heap plus a 140 KiB block that would stay resident in every shim.
 
 use std::os::fd::IntoRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -23,7 +25,7 @@ use containerd_shim_protos::shim_async::{Client, EventsClient};
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::context;
 use containerd_shim_protos::ttrpc::Error as TtrpcError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 #[async_trait]
 pub trait EventSink: Send + Sync {
@@ -100,6 +102,22 @@ struct Queued {
 pub struct ContainerdEvents {
     sender: mpsc::Sender<Queued>,
     namespace: String,
+    pending: Arc<Pending>,
+}
+
+/// Events published and not yet delivered or dropped, for [`ContainerdEvents::flush`].
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Pending {
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 impl ContainerdEvents {
@@ -107,8 +125,37 @@ impl ContainerdEvents {
     pub fn connect(address: &str, namespace: String) -> std::io::Result<Self> {
         let client = connect(address)?;
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(forward_all(address.to_string(), client, receiver));
-        Ok(ContainerdEvents { sender, namespace })
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(forward_all(
+            address.to_string(),
+            client,
+            receiver,
+            pending.clone(),
+        ));
+        Ok(ContainerdEvents {
+            sender,
+            namespace,
+            pending,
+        })
+    }
+
+    /// Waits (at most `limit`) until every published event was delivered or dropped; false
+    /// if some are still queued. A shim told to shut down while containerd was not yet
+    /// serving (containerd 1.7+ deletes stopped tasks while it starts) still has the exits
+    /// that happened while containerd was away.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.pending.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.pending.count.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return false;
+            }
+        }
     }
 }
 
@@ -142,55 +189,71 @@ fn retry(refused: bool, attempt: u32, elapsed: Duration) -> Retry {
     Retry::After(backoff.min(MAX_BACKOFF))
 }
 
-async fn forward_all(address: String, mut client: EventsClient, mut queue: mpsc::Receiver<Queued>) {
+async fn forward_all(
+    address: String,
+    mut client: EventsClient,
+    mut queue: mpsc::Receiver<Queued>,
+    pending: Arc<Pending>,
+) {
     while let Some(Queued {
         envelope,
         container,
     }) = queue.recv().await
     {
-        let what = format!("{} of container {container}", envelope.topic);
-        let mut req = ForwardRequest::new();
-        req.envelope = MessageField::some(envelope);
-        let first = tokio::time::Instant::now();
-        let mut attempt = 1;
-        loop {
-            let ctx = context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
-            let err = match client.forward(ctx, &req).await {
-                Ok(_) => {
-                    if attempt > 1 {
-                        log::info!(
-                            "event {what} delivered after {attempt} attempts ({:.1?})",
-                            first.elapsed()
-                        );
-                    }
-                    break;
-                }
-                Err(e) => e,
-            };
-            let refused = matches!(err, TtrpcError::RpcStatus(_));
-            let pause = match retry(refused, attempt, first.elapsed()) {
-                Retry::After(pause) => pause,
-                Retry::GiveUp => {
-                    log::error!(
-                        "event {what} dropped after {attempt} attempts ({:.1?}): {err}",
+        forward_one(&address, &mut client, envelope, &container).await;
+        pending.done();
+    }
+}
+
+/// Delivers one event, retrying by [`retry`]'s policy.
+async fn forward_one(
+    address: &str,
+    client: &mut EventsClient,
+    envelope: Envelope,
+    container: &str,
+) {
+    let what = format!("{} of container {container}", envelope.topic);
+    let mut req = ForwardRequest::new();
+    req.envelope = MessageField::some(envelope);
+    let first = tokio::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        let ctx = context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
+        let err = match client.forward(ctx, &req).await {
+            Ok(_) => {
+                if attempt > 1 {
+                    log::info!(
+                        "event {what} delivered after {attempt} attempts ({:.1?})",
                         first.elapsed()
                     );
-                    break;
                 }
-            };
-            // While containerd is away every attempt fails the same way: say it once.
-            if attempt == 1 {
-                log::warn!("forward event {what}: {err}; retrying");
-            } else {
-                log::debug!("forward event {what} (attempt {attempt}): {err}");
+                return;
             }
-            tokio::time::sleep(pause).await;
-            match connect(&address) {
-                Ok(c) => client = c,
-                Err(e) => log::debug!("reconnect to containerd events at {address}: {e}"),
+            Err(e) => e,
+        };
+        let refused = matches!(err, TtrpcError::RpcStatus(_));
+        let pause = match retry(refused, attempt, first.elapsed()) {
+            Retry::After(pause) => pause,
+            Retry::GiveUp => {
+                log::error!(
+                    "event {what} dropped after {attempt} attempts ({:.1?}): {err}",
+                    first.elapsed()
+                );
+                return;
             }
-            attempt += 1;
+        };
+        // While containerd is away every attempt fails the same way: say it once.
+        if attempt == 1 {
+            log::warn!("forward event {what}: {err}; retrying");
+        } else {
+            log::debug!("forward event {what} (attempt {attempt}): {err}");
         }
+        tokio::time::sleep(pause).await;
+        match connect(address) {
+            Ok(c) => *client = c,
+            Err(e) => log::debug!("reconnect to containerd events at {address}: {e}"),
+        }
+        attempt += 1;
     }
 }
 
@@ -223,7 +286,9 @@ impl EventSink for ContainerdEvents {
             envelope,
             container,
         };
+        self.pending.count.fetch_add(1, Ordering::SeqCst);
         if self.sender.send(queued).await.is_err() {
+            self.pending.done();
             log::warn!("publish {topic}: the event forwarder is gone");
         }
     }
@@ -285,6 +350,77 @@ mod tests {
             Retry::After(Duration::from_millis(200))
         );
         assert_eq!(retry(true, REFUSED_ATTEMPTS, s(1)), Retry::GiveUp);
+    }
+
+    /// A stand-in for containerd's event service: records what it is forwarded.
+    #[derive(Default)]
+    struct FakeContainerd(std::sync::Mutex<Vec<(String, String)>>);
+
+    #[async_trait]
+    impl containerd_shim_protos::shim_async::Events for FakeContainerd {
+        async fn forward(
+            &self,
+            _ctx: &containerd_shim_protos::ttrpc::r#async::TtrpcContext,
+            req: ForwardRequest,
+        ) -> containerd_shim_protos::ttrpc::Result<containerd_shim_protos::api::Empty> {
+            let e = req.envelope.into_option().unwrap_or_default();
+            let container = container_of(&e.event.value);
+            self.0.lock().expect("lock").push((e.topic, container));
+            Ok(Default::default())
+        }
+    }
+
+    async fn serve_events(
+        path: &std::path::Path,
+        fake: Arc<FakeContainerd>,
+    ) -> containerd_shim_protos::ttrpc::r#async::Server {
+        use containerd_shim_protos::ttrpc::r#async::transport::Listener;
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
+        let mut server = containerd_shim_protos::ttrpc::r#async::Server::new()
+            .add_listener(Listener::try_from(listener).expect("listener"))
+            .register_service(containerd_shim_protos::shim_async::create_events(fake));
+        server.start().await.expect("start");
+        server
+    }
+
+    #[tokio::test]
+    async fn an_exit_while_containerd_is_away_reaches_it_once_it_is_back() {
+        let dir = std::env::temp_dir().join(format!("tent-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let sock = dir.join("containerd.sock.ttrpc");
+        let first = Arc::new(FakeContainerd::default());
+        let mut server = serve_events(&sock, first.clone()).await;
+        let events =
+            ContainerdEvents::connect(&sock.display().to_string(), "ns".into()).expect("connect");
+
+        // containerd goes away; a container exits meanwhile.
+        server.shutdown().await.expect("shutdown");
+        std::fs::remove_file(&sock).expect("remove socket");
+        let exit = TaskExit {
+            container_id: "c1".into(),
+            id: "c1".into(),
+            exit_status: 7,
+            ..Default::default()
+        };
+        send(&events, topics::TASK_EXIT_EVENT_TOPIC, exit).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            !events.flush(Duration::from_millis(50)).await,
+            "nobody took it yet"
+        );
+
+        // containerd is back on the same socket: the event arrives, once.
+        let second = Arc::new(FakeContainerd::default());
+        let _server = serve_events(&sock, second.clone()).await;
+        assert!(events.flush(Duration::from_secs(10)).await, "delivered");
+        assert!(first.0.lock().expect("lock").is_empty());
+        assert_eq!(
+            *second.0.lock().expect("lock"),
+            vec![("/tasks/exit".to_string(), "c1".to_string())]
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
