@@ -3,7 +3,9 @@
 //! - [`Containerd::shared`] starts one private daemon per test binary (a `OnceLock`) with
 //!   `hack/containerd.sh up $TENT_CONTAINERD_VERSION <dir>` (default 1.6) and stops it with
 //!   `hack/containerd.sh down <dir>` when the test process exits (`atexit`, since statics are
-//!   never dropped). [`Containerd::start`] gives an owned daemon that is stopped on `Drop`.
+//!   never dropped). [`Containerd::start`] gives an owned daemon that is stopped on `Drop`;
+//!   only an owned one may be stopped and started again on its dir
+//!   ([`Containerd::stop_daemon`], [`Containerd::restart_daemon`]: the restart tests).
 //! - Tests run in parallel against the shared daemon: every container gets a unique id
 //!   ([`unique_id`]) and every leak check is scoped to that id (its mounts, cgroup dirs, shim
 //!   processes and bundle dir), so parallel tests cannot see each other's resources.
@@ -149,6 +151,28 @@ extern "C" fn stop_shared_at_exit() {
     }
 }
 
+/// `hack/containerd.sh up <version> <dir>`: a fresh daemon, or the same one again on an
+/// existing dir (same config, images re-imported: a no-op).
+fn up(version: &str, dir: &Path) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("hack/containerd.sh"))
+        .arg("up")
+        .arg(version)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("run hack/containerd.sh: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "hack/containerd.sh up {version} {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
 fn down(dir: &Path) {
     let _ = Command::new("bash")
         .arg(repo_root().join("hack/containerd.sh"))
@@ -179,23 +203,9 @@ impl Containerd {
         let version = containerd_version();
         let parent = std::env::var("TENT_IT_ROOT").unwrap_or_else(|_| "/tmp".to_string());
         let dir = PathBuf::from(parent).join(format!("ctd-{}", unique_id("d")));
-        let script = repo_root().join("hack/containerd.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .arg(&version)
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run hack/containerd.sh");
-        if !out.status.success() {
+        if let Err(e) = up(&version, &dir) {
             down(&dir);
-            panic!(
-                "hack/containerd.sh up {version} {} failed:\n{}{}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            panic!("{e}");
         }
         eprintln!(
             "harness: containerd {version} in {} (runtime under test: {})",
@@ -244,6 +254,45 @@ impl Containerd {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The daemon's pid (`containerd.pid` in its dir).
+    pub fn pid(&self) -> i32 {
+        let p = self.dir.join("containerd.pid");
+        std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", p.display()))
+    }
+
+    /// Stops the daemon with `signal` (`SIGTERM`: containerd's own shutdown, `SIGKILL`: a
+    /// crash) and waits until it is gone; its shims and containers keep running. Only for a
+    /// daemon the test owns ([`Containerd::start`]): the shared one serves other tests.
+    pub fn stop_daemon(&self, signal: i32) {
+        assert!(self.owned, "stop_daemon on a daemon this test does not own");
+        let pid = self.pid();
+        // SAFETY: signalling the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+        let t = Instant::now();
+        while proc_status_field(pid, "State").is_some_and(|s| !s.starts_with('Z')) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "containerd {pid} still running 60 s after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A zombie still answers `kill -0` until whoever inherited it reaps it, and `up` would
+        // take it for a live daemon: the pid file goes with the daemon.
+        let _ = std::fs::remove_file(self.dir.join("containerd.pid"));
+    }
+
+    /// Starts the daemon again on the same dir and config, after [`Self::stop_daemon`].
+    pub fn restart_daemon(&self) {
+        assert!(
+            self.owned,
+            "restart_daemon on a daemon this test does not own"
+        );
+        up(&self.version, &self.dir).unwrap_or_else(|e| panic!("restart: {e}"));
     }
     pub fn version(&self) -> &str {
         &self.version
@@ -736,6 +785,32 @@ impl Background {
         }
     }
 
+    /// Wait until `done` holds for all stdout lines read so far (in any order); panics with
+    /// `what` and the lines on time-out or EOF. Returns the lines.
+    pub fn wait_for_lines(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> &[String] {
+        let t = Instant::now();
+        while !done(&self.seen) {
+            let left = timeout.saturating_sub(t.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "{what}: not seen ({e:?}) after {:?}; stdout so far:\n{}",
+                        t.elapsed(),
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+        &self.seen
+    }
+
     /// Wait for the process to exit (killing it after `timeout`); returns all output.
     pub fn finish(mut self, timeout: Duration) -> RunResult {
         let t = Instant::now();
@@ -1002,4 +1077,67 @@ pub fn parse_status(out: &str) -> std::collections::HashMap<String, String> {
             Some((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+/// One line of `ctr events`: `<date> <time> <zone> UTC <namespace> <topic> <json>`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub namespace: String,
+    pub topic: String,
+    pub body: Value,
+}
+
+impl Event {
+    /// Parses a `ctr events` line; `None` for anything else.
+    pub fn parse(line: &str) -> Option<Event> {
+        let j = line.find('{')?;
+        let words: Vec<&str> = line[..j].split_whitespace().collect();
+        let topic = words.iter().position(|w| w.starts_with('/'))?;
+        Some(Event {
+            namespace: words.get(topic.checked_sub(1)?)?.to_string(),
+            topic: words[topic].to_string(),
+            body: serde_json::from_str(&line[j..]).ok()?,
+        })
+    }
+
+    /// A field by any of the spellings containerd versions print (`container_id`,
+    /// `containerID`, …); `Null` if absent.
+    pub fn field(&self, keys: &[&str]) -> Value {
+        keys.iter()
+            .find_map(|k| self.body.get(*k).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn container_id(&self) -> String {
+        let v = self.field(&["container_id", "containerID", "containerId"]);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// `/tasks/exit` of a container's init (its `id` is the container id; an exec's is the
+    /// exec id), with its exit status.
+    pub fn init_exit(&self) -> Option<(String, u32)> {
+        let id = self.container_id();
+        if self.topic != "/tasks/exit" || self.field(&["id"]) != id.as_str() {
+            return None;
+        }
+        // A zero status is left out of the JSON.
+        let status = self
+            .field(&["exit_status", "exitStatus"])
+            .as_u64()
+            .unwrap_or(0);
+        Some((id, status as u32))
+    }
+}
+
+/// The init exits in `ctr events` lines: container id → every exit status reported.
+pub fn init_exits(lines: &[String]) -> std::collections::HashMap<String, Vec<u32>> {
+    let mut m: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    for (id, status) in lines
+        .iter()
+        .filter_map(|l| Event::parse(l))
+        .filter_map(|e| e.init_exit())
+    {
+        m.entry(id).or_default().push(status);
+    }
+    m
 }

@@ -28,6 +28,9 @@ pub const LISTEN_FD_ENV: &str = "TENT_SHIM_LISTEN_FD";
 /// 2.x with a version-3 bootstrap speaks v3 (the same messages under a new name).
 const TASK_V2: &str = "containerd.task.v2.Task";
 const TASK_V3: &str = "containerd.task.v3.Task";
+/// How long a shim that was told to shut down still tries to hand containerd the events
+/// it has queued (in the normal case there are none and it exits at once).
+const EVENTS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn serve(flags: Flags) -> Result<()> {
     let listener = inherited_listener()?;
@@ -113,10 +116,11 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
                 "connect to containerd events at {ttrpc_address}: {e}"
             ))
         })?;
+    let events = Arc::new(events);
     let sandbox = crate::sandbox::Sandbox::new(Some(init_exe.clone()));
     let shim = Arc::new(
         Shim::new(
-            Arc::new(events),
+            events.clone(),
             crate::runtime::tent(init_exe),
             flags.namespace.clone(),
         )
@@ -156,6 +160,9 @@ async fn run(flags: Flags, listener: UnixListener, init_exe: tent_runtime::InitE
     }
     log::info!("tent shim shutting down");
     let _ = server.shutdown().await;
+    if !events.flush(EVENTS_AT_EXIT).await {
+        log::warn!("exiting with events containerd did not take within {EVENTS_AT_EXIT:?}");
+    }
     // A summary still being computed (a container that lived a few ms) is
     // finished, within a bound: the exit is not on any start path.
     let _ =

@@ -426,6 +426,27 @@ pub fn process_request(id: &str, exec_id: &str) -> Vec<u8> {
     m
 }
 
+/// `Task.Wait` of a process through its shim (what containerd's Wait forwards to): its exit
+/// status.
+pub fn shim_wait(c: &Containerd, id: &str, exec_id: &str) -> Result<u32, (u64, String)> {
+    let r = shim_call(c, id, "Wait", &process_request(id, exec_id))?;
+    // WaitResponse: exit_status = 1 (a zero status is left out).
+    Ok(pb_fields(&r)
+        .into_iter()
+        .find(|(f, _, _)| *f == 1)
+        .map_or(0, |(_, v, _)| v as u32))
+}
+
+/// `Task.State` of a process through its shim: (status: 1 created, 2 running, 3 stopped,
+/// 4 paused; exit status).
+pub fn shim_state(c: &Containerd, id: &str, exec_id: &str) -> Result<(u64, u32), (u64, String)> {
+    let r = shim_call(c, id, "State", &process_request(id, exec_id))?;
+    let fields = pb_fields(&r);
+    let get = |n: u32| fields.iter().find(|(f, _, _)| *f == n).map_or(0, |f| f.1);
+    // StateResponse: status = 4, exit_status = 9.
+    Ok((get(4), get(9) as u32))
+}
+
 /// `Task.Exec` (not started) of `args` as root in `/`, with the given stdin and stdout URIs.
 pub fn shim_exec(
     c: &Containerd,
