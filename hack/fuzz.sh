@@ -21,7 +21,7 @@ TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=(spec sync seccomp shim_options)
 CARGO_FUZZ_VERSION=0.13.2
 
-rustup toolchain list | grep -q '^nightly' ||
+rustup toolchain list | grep '^nightly' >/dev/null ||
   { echo "fuzz.sh: needs a nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
@@ -34,12 +34,12 @@ trap 'rm -rf "$SCRATCH"' EXIT
 rc=0
 printf '%-14s %12s %10s %8s %8s %s\n' target execs execs/s cov corpus result
 for t in "${TARGETS[@]}"; do
-  mkdir -p "$SCRATCH/$t" "artifacts/$t"
+  mkdir -p "$SCRATCH/$t"
   log="$SCRATCH/$t.log"
   r=ok
   cargo +nightly fuzz run -O "$t" "$SCRATCH/$t" "corpus/$t" -- \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || { r="CRASH (see $REPO/fuzz/artifacts/$t/)"; rc=1; }
+    >"$log" 2>&1 || { r="CRASH (see $REPO/fuzz/artifacts/$t/)"; rc=1; }
   runs="$(sed -nE 's/^Done ([0-9]+) runs in .*/\1/p' "$log" | tail -1)"
   speed="$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+).*/\1/p' "$log" | tail -1)"
   cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)"
