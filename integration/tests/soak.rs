@@ -1,10 +1,10 @@
 //! Soak without leaks (issue #11): many container and pod lifecycles through a real containerd,
 //! then everything is back where it started.
 //!
-//! - `task_cycles_leave_nothing`: `TENT_SOAK_CYCLES` (30) cycles of create → start → exec →
+//! - `task_cycles_leave_nothing`: `TENT_SOAK_CYCLES` (25) cycles of create → start → exec →
 //!   kill → delete through the Task API (`ctr run -d`, `ctr task exec`, `ctr task kill`,
 //!   `ctr task delete`, `ctr container delete`), then `TENT_SOAK_PARALLEL` (4) workers doing
-//!   `TENT_SOAK_PARALLEL_CYCLES` (8) each at once;
+//!   `TENT_SOAK_PARALLEL_CYCLES` (6) each at once;
 //! - `pod_cycles_leave_nothing`: `TENT_SOAK_POD_CYCLES` (10) CRI pods: RunPodSandbox, a
 //!   container, ExecSync, Stop/Remove (each pod's own leftovers checked by `Pod::remove`);
 //! - `pod_shim_rss_is_flat`: `TENT_SOAK_RSS_CYCLES` (40) container cycles in one long-lived
@@ -33,7 +33,7 @@ const WAIT: [&str; 2] = ["/bin/tent-testbin", "wait-term"];
 const SETTLE: Duration = Duration::from_secs(30);
 /// containerd's open fds may differ by this much from the baseline: its gRPC server keeps a
 /// few idle connections and timers whose fds come and go. A leak of one fd per cycle exceeds
-/// it after 9 cycles, and the shortest run (the CI's defaults) has 62.
+/// it after 9 cycles, and the shortest run (the CI's defaults) has 49.
 const FD_SLACK: usize = 8;
 /// The RSS curve's tolerance: the last quarter's mean may exceed the first post-warm-up
 /// quarter's mean by this much. 256 KiB is 64 pages: the allocator's arenas and the ttrpc
@@ -370,9 +370,9 @@ fn task_cycle(c: &Containerd, id: &str, seen: &Mutex<Seen>) {
 
 #[test]
 fn task_cycles_leave_nothing() {
-    let cycles = env_n("TENT_SOAK_CYCLES", 30);
+    let cycles = env_n("TENT_SOAK_CYCLES", 25);
     let workers = env_n("TENT_SOAK_PARALLEL", 4);
-    let per_worker = env_n("TENT_SOAK_PARALLEL_CYCLES", 8);
+    let per_worker = env_n("TENT_SOAK_PARALLEL_CYCLES", 6);
     let c = Containerd::start();
     let seen = Mutex::new(Seen::default());
     // Warm-up: containerd's first task loads plugins and opens long-lived fds.
