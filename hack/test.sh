@@ -6,7 +6,8 @@
 # 1. Debian deps and containerd 1.6 / 1.7 / 2.1     (bash hack/install-deps.sh, bash hack/install-containerd.sh)
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings; hack/bench/test_report.py; hack/chart-test.sh
 # 3. cargo build --release (the shim), the static test helper tent-testbin, the test image
-# 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here)
+# 4. cargo test --workspace (unit tests; the integration crate's daemon tests excluded here);
+#    the cargo-fuzz targets 18 s each (hack/fuzz.sh)
 # 5. the integration tests (integration/tests/*.rs) once per containerd version
 # 6. the cgroup-version-dependent tests in a pure cgroup v2 VM (containerd 1.6)
 # 7. the systemd cgroup driver in VMs booted with systemd as PID 1 (cgroup v2 and v1)
@@ -18,6 +19,7 @@
 #   TENT_TEST_SKIP_LINT=1  skip fmt/clippy (local iteration only)
 #   TENT_UNIT_TIMEOUT / TENT_IT_TIMEOUT  bound (s) of the unit step / each integration step (900)
 #   TENT_TEST_THREADS    parallel tests per integration binary (default 4)
+#   TENT_TEST_SKIP_FUZZ=1  skip the bounded fuzz run; TENT_FUZZ_SECONDS per target (18)
 #   TENT_V2_TIMEOUT      bound (s) of the cgroup v2 VM run (1500); TENT_TEST_SKIP_V2=1 skips it
 #                        (and step 7); TENT_TEST_SKIP_SYSTEMD=1 skips only step 7
 # Every step runs even if an earlier check failed (builds excepted); the exit code is non-zero if
@@ -119,6 +121,15 @@ IT_TIMEOUT="${TENT_IT_TIMEOUT:-900}"
 step_log "unit tests (cargo test --workspace)" timeout -k 10 "$UNIT_TIMEOUT" \
   cargo test --workspace --exclude tent-integration --all-targets --no-fail-fast || true
 step_log "integration crate lib tests" cargo test -p tent-integration --lib --bins || true
+# Fuzzing, bounded: every cargo-fuzz target 18 s from its seeds, no sanitizer (hack/fuzz.sh;
+# nightly; its build takes ~5 min on a clean clone). TENT_TEST_SKIP_FUZZ=1 skips it;
+# `hack/fuzz.sh SECONDS` (ASan) is the long run.
+if [[ "${TENT_TEST_SKIP_FUZZ:-0}" != 1 ]]; then
+  step "fuzz (4 cargo-fuzz targets x ${TENT_FUZZ_SECONDS:-18} s)" \
+    timeout -k 10 1500 bash hack/fuzz.sh --sanitizer none "${TENT_FUZZ_SECONDS:-18}" || true
+else
+  record "fuzz (TENT_TEST_SKIP_FUZZ=1)" skip 0
+fi
 
 # Build the integration test binaries once, then run them per containerd version.
 step "build integration tests" cargo test -p tent-integration --tests --no-run || { summary; exit 1; }

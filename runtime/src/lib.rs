@@ -52,6 +52,10 @@ mod sysctl;
 mod child;
 mod rootfs;
 mod tty;
+// The pure parsers of untrusted input, for fuzz/ (cargo-fuzz) and its regression tests.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use cgroups::devices::{install_v2_filter, v2_filters, Installed};
 pub use cgroups::move_to as join_cgroup;

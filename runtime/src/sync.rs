@@ -135,6 +135,17 @@ fn read_sealed(fd: &OwnedFd, len: usize) -> Result<Vec<u8>> {
         fd.try_clone()
             .map_err(|e| Error::Protocol(format!("dup a large message memfd: {e}")))?,
     );
+    // The length comes from the peer: it must be the memfd's, so a wrong one cannot make
+    // us allocate more than the sender actually wrote.
+    let size = file
+        .metadata()
+        .map_err(|e| Error::Protocol(format!("stat a large message memfd: {e}")))?
+        .len();
+    if u64::try_from(len).ok() != Some(size) {
+        return Err(Error::Protocol(format!(
+            "large message announced {len} bytes, its memfd has {size}"
+        )));
+    }
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, 0)
         .map_err(|e| Error::Protocol(format!("read a large message of {len} bytes: {e}")))?;
@@ -252,8 +263,7 @@ impl Channel {
         if bytes == 0 {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&buf[..bytes])
-            .map_err(|e| Error::Protocol(format!("decode: {e}")))?;
+        let msg = decode(&buf[..bytes])?;
         let Message::Sealed { len } = msg else {
             return Ok(Some((msg, fds)));
         };
@@ -262,17 +272,35 @@ impl Channel {
             .pop()
             .ok_or_else(|| Error::Protocol("large message came without its memfd".into()))?;
         let body = read_sealed(&memfd, len)?;
-        match serde_json::from_slice(&body) {
-            Ok(Message::Sealed { .. }) => Err(Error::Protocol("nested large message".into())),
-            Ok(msg) => Ok(Some((msg, fds))),
-            Err(e) => Err(Error::Protocol(format!("decode: {e}"))),
+        match decode(&body)? {
+            Message::Sealed { .. } => Err(Error::Protocol("nested large message".into())),
+            msg => Ok(Some((msg, fds))),
         }
     }
+}
+
+/// Decodes one message's JSON (a packet, or a sealed memfd's body).
+pub fn decode(bytes: &[u8]) -> Result<Message> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Protocol(format!("decode: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_length_must_be_the_memfds() -> Result<()> {
+        let (a, b) = Channel::pair()?;
+        let b = Channel::from_fd(b);
+        let memfd = seal_into_memfd(b"\"Ready\"")?;
+        // A peer announcing more than it wrote must not make the receiver allocate it.
+        a.send(&Message::Sealed { len: 1 << 40 }, &[memfd.as_raw_fd()])?;
+        match b.recv() {
+            Err(e) => assert!(e.to_string().contains("announced"), "{e}"),
+            Ok(other) => panic!("accepted: {other:?}"),
+        }
+        Ok(())
+    }
 
     #[test]
     fn large_message_goes_through_a_sealed_memfd() -> Result<()> {

@@ -50,6 +50,8 @@ mod task;
 
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod fuzzing;
 
 use std::io::Write;
 
