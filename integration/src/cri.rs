@@ -49,6 +49,15 @@ pub const RUNC: &str = "runc";
 pub const TENT_BUDGET: &str = "tent-budget";
 /// The handler whose pods have no pause container (`sandboxer = "shim"`, containerd 2.x).
 pub const TENT_PAUSELESS: &str = "tent-pauseless";
+/// The CRI handler of the runtime under test (`TENT_TEST_RUNTIME`): `runc` when the Task API
+/// tests run against runc, else `tent`.
+pub fn handler_under_test() -> &'static str {
+    if crate::is_runc() {
+        RUNC
+    } else {
+        TENT
+    }
+}
 /// Bound of one CRI call (RunPodSandbox included).
 pub const CRI_TIMEOUT: Duration = Duration::from_secs(60);
 /// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).

@@ -1141,3 +1141,23 @@ pub fn init_exits(lines: &[String]) -> std::collections::HashMap<String, Vec<u32
     }
     m
 }
+
+/// The host side of a hostile-input run is untouched: nothing was written into `canary` (a
+/// host dir the cases aim at; removed here) and containerd's log at `log` shows no panic.
+pub fn assert_canary_untouched_and_no_panic(canary: &Path, log: &Path) {
+    let entries: Vec<String> = std::fs::read_dir(canary)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir(canary);
+    assert!(
+        entries.is_empty(),
+        "the host canary dir was written: {entries:?}"
+    );
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
+    assert!(panics.is_empty(), "the shim panicked: {panics:#?}");
+}

@@ -26,14 +26,6 @@ const EXECS: usize = 100;
 const ROUNDS: usize = 5;
 const T: Duration = Duration::from_secs(120);
 
-fn handler() -> &'static str {
-    if is_runc() {
-        RUNC
-    } else {
-        TENT
-    }
-}
-
 fn lines_of(r: RunResult) -> Vec<String> {
     r.stdout.lines().map(String::from).collect()
 }
@@ -137,7 +129,7 @@ fn delete(ctd: &Containerd, id: &str) -> u32 {
 fn fifty_containers_start_at_once_in_one_pod() {
     let ctd = Containerd::shared();
     let cri = Cri::connect(ctd);
-    let pod = Pod::run(&cri, pod_config(ctd, "fifty"), handler())
+    let pod = Pod::run(&cri, pod_config(ctd, "fifty"), handler_under_test())
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
     let t = Instant::now();
     let ids: Vec<String> = std::thread::scope(|s| {
@@ -390,7 +382,7 @@ fn the_same_id_twice_at_once() {
 
     // Two CreateContainer of one name in one pod.
     let cri = Cri::connect(ctd);
-    let mut pod = Pod::run(&cri, pod_config(ctd, "twice"), handler())
+    let mut pod = Pod::run(&cri, pod_config(ctd, "twice"), handler_under_test())
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
     let cfg = container_config("same", &["/bin/tent-testbin", "wait-term"]);
     let results: Vec<Result<String, Status>> = std::thread::scope(|s| {

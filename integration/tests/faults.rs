@@ -43,15 +43,6 @@ const OUTAGE: Duration = Duration::from_secs(5);
 /// Generous bound for one step under load.
 const T: Duration = Duration::from_secs(60);
 
-/// The CRI handler of the runtime under test.
-fn handler() -> &'static str {
-    if is_runc() {
-        RUNC
-    } else {
-        TENT
-    }
-}
-
 /// A shell that exits with `code` on SIGTERM (also as PID 1: the trap is a handler, so a
 /// host `kill` reaches it) and otherwise waits.
 fn trap_exit(code: u32) -> Vec<String> {
@@ -203,8 +194,12 @@ fn restart_under_load(signal: i32) {
     // Pods.
     let mut pods = Vec::new();
     for p in 0..PODS {
-        let mut pod = Pod::run(&cri, pod_config(&ctd, &format!("restart{p}")), handler())
-            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
+        let mut pod = Pod::run(
+            &cri,
+            pod_config(&ctd, &format!("restart{p}")),
+            handler_under_test(),
+        )
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
         for j in 0..PER_POD {
             let code = 20 + (10 * p + j) as u32;
             let cfg = container_config(&format!("c{j}"), &[]);

@@ -415,19 +415,10 @@ fn task_cycles_leave_nothing() {
     ));
 }
 
-/// The CRI handler for the runtime under test.
-fn handler() -> &'static str {
-    if is_runc() {
-        RUNC
-    } else {
-        TENT
-    }
-}
-
 /// One pod: RunPodSandbox, a container, ExecSync, then Stop/Remove (checked by `Pod::remove`).
 fn pod_cycle(cri: &Cri, seen: &mut Seen) {
     let c = cri.containerd();
-    let mut pod = Pod::run(cri, pod_config(c, "soak"), handler())
+    let mut pod = Pod::run(cri, pod_config(c, "soak"), handler_under_test())
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail(30)));
     seen.tag(&pod.id);
     seen.tag(&pod.uid());
@@ -465,7 +456,7 @@ fn pod_cycles_leave_nothing() {
          StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox) in {:.0} s \
          ({:.2} s/pod); no leak.\n\n{}",
         c.version(),
-        handler(),
+        handler_under_test(),
         took.as_secs_f64(),
         took.as_secs_f64() / cycles.max(1) as f64,
         figures_table("figure", &before, &after)
@@ -531,7 +522,7 @@ fn pod_shim_rss_is_flat() {
     let every = env_n("TENT_SOAK_RSS_EVERY", 10).max(1);
     let c = Containerd::start();
     let cri = Cri::connect(&c);
-    let mut pod = Pod::run(&cri, pod_config(&c, "soak-rss"), handler())
+    let mut pod = Pod::run(&cri, pod_config(&c, "soak-rss"), handler_under_test())
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail(30)));
     let keeper = pod.run_container(&container_config("keeper", &WAIT));
     let shims = pod.shim_pids();
@@ -559,7 +550,7 @@ fn pod_shim_rss_is_flat() {
          {cycles} container cycles (create, start, exec, stop, remove) in one pod in {:.0} s; \
          VmRSS of the pod's shim every {every} cycles:\n\n| cycle | VmRSS KiB |\n|---|---|\n",
         c.version(),
-        handler(),
+        handler_under_test(),
         took.as_secs_f64()
     );
     for (i, r) in &curve {
