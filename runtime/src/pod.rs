@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::exe::{InitExe, Role};
-use crate::sync::{Channel, Message};
+use crate::sync::{Channel, Message, PodJob};
 
 /// File names of the pins in the pod's directory.
 const IPC_PIN: &str = "ns-ipc";
@@ -39,18 +39,6 @@ pub struct PodRequest<'a> {
     /// The pod's sysctls (`linux.sysctls` of the PodSandboxConfig).
     pub sysctls: &'a BTreeMap<String, String>,
     /// A new PID namespace with tent's pod init as PID 1 (shareProcessNamespace).
-    pub pid: bool,
-}
-
-/// The job a pod helper gets over the sync channel.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PodJob {
-    pub ipc_pin: Option<PathBuf>,
-    pub uts_pin: Option<PathBuf>,
-    pub hostname: Option<String>,
-    pub netns: Option<PathBuf>,
-    pub sysctls: BTreeMap<String, String>,
-    /// Fork a PID 1 in a new PID namespace.
     pub pid: bool,
 }
 

@@ -9,9 +9,11 @@
 //! transparently to both ends, so a config's size is bounded only by what
 //! containerd accepts.
 
+use std::collections::BTreeMap;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -59,6 +61,19 @@ pub struct ExecConfig {
     pub confinement: Confinement,
 }
 
+/// The job a pod helper gets over the sync channel (`pod.rs` sends it, `child/pod.rs`
+/// runs it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PodJob {
+    pub ipc_pin: Option<PathBuf>,
+    pub uts_pin: Option<PathBuf>,
+    pub hostname: Option<String>,
+    pub netns: Option<PathBuf>,
+    pub sysctls: BTreeMap<String, String>,
+    /// Fork a PID 1 in a new PID namespace.
+    pub pid: bool,
+}
+
 /// A message on the sync channel.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
@@ -79,7 +94,7 @@ pub enum Message {
     /// Caller → hook runner: run this hook; it answers `Ready` or `Error`.
     Hook(Box<crate::hooks::Job>),
     /// Caller → pod helper: create and pin these namespaces; it answers `Ready` or `Error`.
-    Pod(Box<crate::pod::PodJob>),
+    Pod(Box<PodJob>),
     /// Pod helper → caller: the pod's namespaces are pinned and its init forked (host pid).
     PodInit(i32),
     /// Stage 2 → caller: set up, waiting for `Start`.
