@@ -2,7 +2,7 @@
 //!
 //! One shim serves every container of a pod, so a panic that ended the process would
 //! take the pod's other containers' managers with it. The release profile therefore
-//! unwinds (`panic = "unwind"`, enforced below), and every Task API request runs under
+//! unwinds (`panic = "unwind"`, enforced below), and every Task and Sandbox API request runs under
 //! [`isolated`]: a panic is logged with its location and answered with an `Internal`
 //! status naming the request, and the shim keeps serving. Without this, ttrpc's
 //! per-request task would swallow the panic and never answer (containerd would wait).
