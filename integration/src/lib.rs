@@ -1161,3 +1161,15 @@ pub fn assert_canary_untouched_and_no_panic(canary: &Path, log: &Path) {
     let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
     assert!(panics.is_empty(), "the shim panicked: {panics:#?}");
 }
+
+/// The hostile input corpus's case files (`integration/corpus/hostile/*.json`), sorted.
+pub fn hostile_corpus_files() -> Vec<PathBuf> {
+    let dir = repo_root().join("integration/corpus/hostile");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}

@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tent_integration::{
-    is_runc, mounts_mentioning, repo_root, run_with_timeout, unique_id, Containerd, RunResult,
-    Value, NAMESPACE,
+    is_runc, mounts_mentioning, run_with_timeout, unique_id, Containerd, RunResult, Value,
+    NAMESPACE,
 };
 
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -32,14 +32,7 @@ struct Case {
 }
 
 fn corpus() -> Vec<Case> {
-    let dir = repo_root().join("integration/corpus/hostile");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
+    tent_integration::hostile_corpus_files()
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));

@@ -13,14 +13,7 @@ use tent_integration::*;
 const WAIT: [&str; 2] = ["/bin/tent-testbin", "wait-term"];
 
 fn cri_cases() -> Vec<(String, Value)> {
-    let dir = repo_root().join("integration/corpus/hostile");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
+    tent_integration::hostile_corpus_files()
         .into_iter()
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
