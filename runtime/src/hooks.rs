@@ -138,8 +138,8 @@ pub fn state(spec: &Spec, id: &str, pid: Option<i32>, bundle: &str, kind: Kind) 
         "bundle": bundle,
         "annotations": spec.annotations().clone().unwrap_or_default(),
     });
-    if let Some(pid) = pid {
-        v["pid"] = pid.into();
+    if let (Some(pid), Some(state)) = (pid, v.as_object_mut()) {
+        state.insert("pid".into(), pid.into());
     }
     v.to_string()
 }
@@ -321,7 +321,7 @@ fn drain(f: &mut std::fs::File, output: &mut Vec<u8>) -> bool {
         match f.read(&mut buf) {
             Ok(0) => return true,
             Ok(n) => {
-                output.extend_from_slice(&buf[..n]);
+                output.extend_from_slice(buf.get(..n).unwrap_or_default());
                 if output.len() > OUTPUT_TAIL {
                     output.drain(..output.len() - OUTPUT_TAIL);
                 }

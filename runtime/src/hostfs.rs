@@ -161,37 +161,13 @@ pub fn is_mountpoint(path: &Path) -> bool {
     let want = path.to_string_lossy();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape(mp) == want)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Some(v) = s
-                .get(i + 1..i + 4)
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .any(|mp| crate::mounts::unescape_mountinfo(mp) == want)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn unescape_mountinfo() {
-        assert_eq!(super::unescape("/a\\040b"), "/a b");
-        assert_eq!(super::unescape("/plain"), "/plain");
+    fn the_root_is_a_mountpoint() {
         assert!(super::is_mountpoint(std::path::Path::new("/")));
     }
 }

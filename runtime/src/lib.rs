@@ -19,7 +19,12 @@
 // isolates any other panic to its request (shim/src/isolate.rs).
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 use std::os::fd::OwnedFd;

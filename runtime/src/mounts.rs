@@ -201,9 +201,43 @@ pub fn root_propagation(spec: &oci_spec::runtime::Spec) -> crate::error::Result<
         .transpose()
 }
 
+/// A mountinfo field: the kernel escapes space, tab, newline and backslash as `\ooo`.
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
+    let mut rest = s.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    while let Some((&c, tail)) = rest.split_first() {
+        match (c, tail) {
+            (b'\\', [d0 @ b'0'..=b'7', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', after @ ..]) => {
+                // Three octal digits: at most 0o777, which wraps as the kernel's byte does.
+                out.push(
+                    (d0 - b'0')
+                        .wrapping_mul(64)
+                        .wrapping_add((d1 - b'0') * 8 + (d2 - b'0')),
+                );
+                rest = after;
+            }
+            _ => {
+                out.push(c);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        // Not an escape: a backslash without three octal digits stays.
+        assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04");
+        assert_eq!(unescape_mountinfo("/a\\089\\"), "/a\\089\\");
+        assert_eq!(unescape_mountinfo("\\011\\012"), "\t\n");
+    }
 
     #[test]
     fn proc_and_tmpfs() {

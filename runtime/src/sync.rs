@@ -278,7 +278,7 @@ impl Channel {
         if bytes == 0 {
             return Ok(None);
         }
-        let msg = decode(&buf[..bytes])?;
+        let msg = decode(buf.get(..bytes).unwrap_or_default())?;
         let Message::Sealed { len } = msg else {
             return Ok(Some((msg, fds)));
         };

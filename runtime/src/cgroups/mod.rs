@@ -97,7 +97,7 @@ fn parse_v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
             continue;
         }
         found.push(Hierarchy {
-            mount: PathBuf::from(unescape_mountinfo(mount)),
+            mount: PathBuf::from(crate::mounts::unescape_mountinfo(mount)),
             controllers,
         });
     }
@@ -110,29 +110,6 @@ fn parse_v1_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     };
     found.sort_by_key(rank);
     found
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads a cgroup file; errors name the path.
@@ -205,6 +182,5 @@ mod tests {
             ]
         );
         assert_eq!(h[1].controllers, ["cpu", "cpuacct"]);
-        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
     }
 }

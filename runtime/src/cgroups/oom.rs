@@ -136,21 +136,19 @@ impl OomWatcher {
             if self.v2 {
                 // struct inotify_event { wd, mask, cookie, len; name[len] }
                 let header = std::mem::size_of::<libc::inotify_event>();
-                let mut off = 0;
-                while off + header <= n {
-                    let len = u32::from_ne_bytes([
-                        buf[off + 12],
-                        buf[off + 13],
-                        buf[off + 14],
-                        buf[off + 15],
-                    ]) as usize;
-                    off += header + len;
+                let mut events = buf.get(..n).unwrap_or_default();
+                while let Some(len) = events
+                    .get(12..16)
+                    .filter(|_| events.len() >= header)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                {
+                    let len = u32::from_ne_bytes(len) as usize;
+                    events = events.get(header + len..).unwrap_or_default();
                     total += 1;
                 }
-            } else if n == 8 {
-                total += u64::from_ne_bytes([
-                    buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
-                ]);
+            } else if let Some(count) = buf.get(..8).filter(|_| n == 8) {
+                let count = <[u8; 8]>::try_from(count).unwrap_or_default();
+                total += u64::from_ne_bytes(count);
             }
         }
     }

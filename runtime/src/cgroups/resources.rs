@@ -307,7 +307,7 @@ pub fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
     };
     for (i, wr) in writes.iter().enumerate() {
         if let Err(e) = write_file(&wr.path, &wr.value) {
-            rollback(&old[..i]);
+            rollback(old.get(..i).unwrap_or_default());
             return Err(e);
         }
     }

@@ -130,14 +130,14 @@ fn passwd_entries() -> Vec<Passwd> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 7 {
+            let [name, _, uid, gid, _, home, _, ..] = f.as_slice() else {
                 return None;
-            }
+            };
             Some(Passwd {
-                name: f[0].to_string(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].to_string(),
+                name: name.to_string(),
+                uid: uid.parse().ok()?,
+                gid: gid.parse().ok()?,
+                home: home.to_string(),
             })
         })
         .collect()

@@ -118,7 +118,9 @@ impl Program {
     pub fn load(prog: &[Insn]) -> Result<Program> {
         let code: Vec<u8> = prog.iter().flat_map(|i| i.to_bytes()).collect();
         let mut name = [0u8; 16];
-        name[..NAME.len()].copy_from_slice(NAME);
+        for (to, from) in name.iter_mut().zip(NAME) {
+            *to = *from;
+        }
         let attr = |log: &mut [u8]| ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
             insn_cnt: prog.len() as u32,
@@ -148,7 +150,7 @@ impl Program {
                 let mut log = vec![0u8; 64 * 1024];
                 let _ = bpf(BPF_PROG_LOAD, &mut attr(&mut log)).map(owned);
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-                let text = String::from_utf8_lossy(&log[..end]);
+                let text = String::from_utf8_lossy(log.get(..end).unwrap_or_default());
                 let text = text.trim();
                 let hint = match e {
                     Errno::ENOSYS | Errno::EINVAL if text.is_empty() => {

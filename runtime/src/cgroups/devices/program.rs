@@ -132,7 +132,9 @@ pub fn compile(state: &State) -> Vec<Insn> {
         let next = p.len();
         for i in to_next {
             // Blocks are a few instructions long: the offset always fits.
-            p[i].off = (next - i - 1) as i16;
+            if let Some(jump) = p.get_mut(i) {
+                jump.off = (next - i - 1) as i16;
+            }
         }
     }
     p.push(insn(ALU32_MOV_K, R0, 0, 0, i32::from(state.default_allow)));

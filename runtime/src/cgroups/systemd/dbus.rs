@@ -91,7 +91,9 @@ impl Body {
         let start = self.buf.len();
         f(self);
         let n = (self.buf.len() - start) as u32;
-        self.buf[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
+        if let Some(len) = self.buf.get_mut(len_at..len_at + 4) {
+            len.copy_from_slice(&n.to_le_bytes());
+        }
     }
     /// Starts a struct (8-aligned).
     pub fn begin_struct(&mut self) {
@@ -159,17 +161,23 @@ impl<'a> Cursor<'a> {
             .checked_add(n)
             .filter(|e| *e <= self.buf.len())
             .ok_or_else(|| Self::bad("truncated"))?;
-        let s = &self.buf[self.pos..end];
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| Self::bad("truncated"))?;
         self.pos = end;
         Ok(s)
     }
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        <[u8; N]>::try_from(self.take(N)?).map_err(|_| Self::bad("truncated"))
+    }
     fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+        let [b] = self.take_array::<1>()?;
+        Ok(b)
     }
     fn u32(&mut self) -> Result<u32> {
         self.align(4);
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.take_array()?))
     }
     fn str(&mut self) -> Result<String> {
         let n = self.u32()? as usize;
@@ -415,7 +423,10 @@ impl Conn {
             .map_err(|e| io_err("read reply", e))?;
         let mut whole = fixed.to_vec();
         whole.extend_from_slice(&rest);
-        let (reply_to, fields) = parse_fields(&whole[..16 + fields_len])?;
+        let header = whole
+            .get(..16 + fields_len)
+            .ok_or_else(|| Error::Protocol("systemd D-Bus: truncated header fields".into()))?;
+        let (reply_to, fields) = parse_fields(header)?;
         let body = whole.split_off(header_end);
         Ok((fixed[1], reply_to, fields, body))
     }

@@ -239,7 +239,9 @@ fn bitmask(field: &str, list: &str) -> Result<Vec<u8>> {
     let set = parse_list(field, list)?;
     let mut out = vec![0u8; set.last().map_or(0, |m| *m as usize / 8 + 1)];
     for n in set {
-        out[n as usize / 8] |= 1 << (n % 8);
+        if let Some(byte) = out.get_mut(n as usize / 8) {
+            *byte |= 1 << (n % 8);
+        }
     }
     Ok(out)
 }

@@ -94,7 +94,8 @@ impl Abi {
         let nr = t
             .binary_search_by(|(n, _)| (*n).cmp(name))
             .ok()
-            .map(|i| t[i].1);
+            .and_then(|i| t.get(i))
+            .map(|(_, nr)| *nr);
         match self {
             Abi::X32 => x32(nr, name),
             Abi::Arm => nr.or_else(|| arm_private(name)),

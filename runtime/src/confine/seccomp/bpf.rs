@@ -116,7 +116,11 @@ impl Asm {
             let (pos, at) = self.positions();
             let too_far = |t: To, i: usize| match t {
                 To::Next => false,
-                To::L(l) => pos.get(&l).is_some_and(|&p| p > at[i] + 256),
+                // An item without a position cannot be measured; `short` then refuses it.
+                To::L(l) => pos
+                    .get(&l)
+                    .zip(at.get(i))
+                    .is_some_and(|(&p, &a)| p > a + 256),
             };
             let far = self.items.iter().enumerate().position(|(i, it)| match *it {
                 Item::Jmp { jt, jf, .. } => too_far(jt, i) || too_far(jf, i),
@@ -175,7 +179,7 @@ impl Asm {
     /// Rewrites the conditional jump at item `i` as a jump over two `ja`s:
     /// `jcc → T, F;  T: ja jt;  F: ja jf;  next:`.
     fn relax(&mut self, i: usize) {
-        let Item::Jmp { code, k, jt, jf } = self.items[i] else {
+        let Some(&Item::Jmp { code, k, jt, jf }) = self.items.get(i) else {
             return;
         };
         let next = self.label();

@@ -38,7 +38,9 @@ const HOST_ARCHES: &[&str] = if cfg!(target_arch = "x86_64") {
 pub fn profile() -> Result<LinuxSeccomp> {
     let mut v: serde_json::Value = serde_json::from_str(PROFILE)
         .map_err(|e| Error::Protocol(format!("tent's default seccomp profile: {e}")))?;
-    v["architectures"] = serde_json::json!(HOST_ARCHES);
+    v.as_object_mut()
+        .ok_or_else(|| Error::Protocol("tent's default seccomp profile: not an object".into()))?
+        .insert("architectures".into(), serde_json::json!(HOST_ARCHES));
     serde_json::from_value(v)
         .map_err(|e| Error::Protocol(format!("tent's default seccomp profile: {e}")))
 }

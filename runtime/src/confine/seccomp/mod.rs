@@ -324,7 +324,10 @@ fn rules(profile: &LinuxSeccomp, default: u32) -> Result<Vec<(&str, Option<Rule>
         }
         let mut seen = [0u8; 6];
         for c in &conds {
-            seen[c.index as usize] += 1;
+            // Indexes above 5 were refused above.
+            if let Some(n) = seen.get_mut(c.index as usize) {
+                *n += 1;
+            }
         }
         let split: Vec<Vec<Cond>> = if seen.iter().any(|&n| n > 1) {
             conds.iter().map(|c| vec![*c]).collect()
@@ -493,15 +496,17 @@ impl Gen {
         if entries.len() <= LEAF {
             return self.leaf(abi, entries);
         }
-        let mid = entries.len() / 2;
+        let (low, high) = entries.split_at(entries.len() / 2);
+        let Some(&(pivot, _)) = high.first() else {
+            return self.leaf(abi, entries);
+        };
         let (left, right) = (self.asm.label(), self.asm.label());
-        self.asm
-            .jmp(bpf::JGE_K, entries[mid].0, To::Next, To::L(left));
+        self.asm.jmp(bpf::JGE_K, pivot, To::Next, To::L(left));
         self.asm.ja(right);
         self.asm.here(left);
-        self.tree(abi, &entries[..mid]);
+        self.tree(abi, low);
         self.asm.here(right);
-        self.tree(abi, &entries[mid..]);
+        self.tree(abi, high);
     }
 
     fn leaf(&mut self, abi: Abi, entries: &[(u32, &[Rule])]) {
