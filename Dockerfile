@@ -21,6 +21,7 @@ COPY shim shim
 COPY integration integration
 COPY cli cli
 COPY audit audit
+COPY cri-client cri-client
 COPY hack/build-shim.sh hack/build-shim.sh
 # The shim as it ships (hack/build-shim.sh: release, static-pie), and the CLI the same way.
 RUN bash hack/build-shim.sh \

@@ -6,42 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-/// The generated CRI v1 types and client (`runtime.v1`).
-mod api {
-    #![allow(clippy::all, clippy::pedantic)]
-    tonic::include_proto!("runtime.v1");
-}
-
-use api::runtime_service_client::RuntimeServiceClient;
+use tent_cri_client::{api, CallError, Client, Connection};
+use tent_cri_client::{KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS};
 
 /// Bound of one CRI call (RunPodSandbox included; it may pull the sandbox image).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// kubelet's default masked and read-only paths (`procMount: Default`): without them the CRI
-/// asks for an unmasked /proc, which tent's profile refuses.
-const KUBELET_MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const KUBELET_READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 /// What `Status` says.
 pub struct Status {
@@ -55,59 +24,33 @@ pub struct Status {
 /// A blocking CRI v1 client of one containerd.
 pub struct Cri {
     address: PathBuf,
-    rt: tokio::runtime::Runtime,
-    client: RuntimeServiceClient<Channel>,
+    conn: Connection,
 }
 
 impl Cri {
     pub fn connect(address: &Path) -> Result<Cri, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
-        let sock = address.to_path_buf();
-        let channel = rt
-            .block_on(async {
-                Endpoint::from_static("http://localhost")
-                    .connect_timeout(Duration::from_secs(10))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let sock = sock.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(TokioIo::new(
-                                tokio::net::UnixStream::connect(sock).await?,
-                            ))
-                        }
-                    }))
-                    .await
-            })
-            .map_err(|e| format!("connect to {}: {e}", address.display()))?;
         Ok(Cri {
             address: address.to_path_buf(),
-            rt,
-            client: RuntimeServiceClient::new(channel),
+            conn: Connection::open(address, Duration::from_secs(10))?,
         })
     }
 
     fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, String>
     where
-        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let fut = f(self.client.clone());
-        self.rt.block_on(async {
-            match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-                Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(s)) => Err(format!(
-                    "CRI {what} on {}: {:?}: {}",
-                    self.address.display(),
-                    s.code(),
-                    s.message()
-                )),
-                Err(_) => Err(format!(
-                    "CRI {what} on {}: no answer within {CALL_TIMEOUT:?}",
-                    self.address.display()
-                )),
-            }
+        self.conn.call(CALL_TIMEOUT, f).map_err(|e| match e {
+            CallError::Status(s) => format!(
+                "CRI {what} on {}: {:?}: {}",
+                self.address.display(),
+                s.code(),
+                s.message()
+            ),
+            CallError::Timeout(t) => format!(
+                "CRI {what} on {}: no answer within {t:?}",
+                self.address.display()
+            ),
         })
     }
 

@@ -19,24 +19,20 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tent_cri_client::{CallError, Client, Connection};
 
 use crate::{cgroup_roots, cmdline, mounts_mentioning, unique_id, Containerd, IMAGE};
 
-/// The generated CRI v1 types and client (`runtime.v1`).
-pub mod api {
-    #![allow(clippy::all, clippy::pedantic)]
-    tonic::include_proto!("runtime.v1");
-}
-
-use api::runtime_service_client::RuntimeServiceClient;
 pub use api::security_profile::ProfileType;
 pub use api::NamespaceMode;
 pub use api::{
     Capability, ContainerConfig, ContainerState, ContainerStatus, ExecSyncResponse,
     NamespaceOption, PodSandboxConfig, SecurityProfile,
 };
+/// The generated CRI v1 types and client (`runtime.v1`, crate `tent-cri-client`).
+pub use tent_cri_client::api;
+/// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).
+pub use tent_cri_client::{KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS};
 pub use tonic::Status;
 
 /// containerd namespace of CRI's containers.
@@ -60,63 +56,19 @@ pub fn handler_under_test() -> &'static str {
 }
 /// Bound of one CRI call (RunPodSandbox included).
 pub const CRI_TIMEOUT: Duration = Duration::from_secs(60);
-/// kubelet's default masked and read-only paths (`securitycontext.DefaultProcMount`).
-pub const KUBELET_MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-pub const KUBELET_READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 /// A blocking CRI v1 client of one containerd.
 pub struct Cri<'a> {
     ctd: &'a Containerd,
-    rt: tokio::runtime::Runtime,
-    client: RuntimeServiceClient<Channel>,
+    conn: Connection,
 }
 
 impl<'a> Cri<'a> {
     /// Connect to `ctd`'s CRI (its gRPC socket) and check it answers `Version`.
     pub fn connect(ctd: &'a Containerd) -> Cri<'a> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let sock = ctd.address();
-        let channel = rt
-            .block_on(async {
-                Endpoint::from_static("http://localhost")
-                    .connect_timeout(Duration::from_secs(10))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let sock = sock.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(TokioIo::new(
-                                tokio::net::UnixStream::connect(sock).await?,
-                            ))
-                        }
-                    }))
-                    .await
-            })
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", ctd.address().display()));
-        let cri = Cri {
-            ctd,
-            rt,
-            client: RuntimeServiceClient::new(channel),
-        };
+        let conn = Connection::open(&ctd.address(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", ctd.log_tail(20)));
+        let cri = Cri { ctd, conn };
         let v = cri
             .call(|mut c| async move { c.version(api::VersionRequest::default()).await })
             .unwrap_or_else(|e| panic!("CRI Version: {e}\n{}", ctd.log_tail(20)));
@@ -131,16 +83,13 @@ impl<'a> Cri<'a> {
     /// One CRI call on a clone of the client (cheap: the channel is shared), bounded in time.
     pub fn call<T, F, Fut>(&self, f: F) -> Result<T, tonic::Status>
     where
-        F: FnOnce(RuntimeServiceClient<Channel>) -> Fut,
+        F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let fut = f(self.client.clone());
-        self.rt.block_on(async {
-            match tokio::time::timeout(CRI_TIMEOUT, fut).await {
-                Ok(r) => r.map(tonic::Response::into_inner),
-                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                    "CRI call timed out after {CRI_TIMEOUT:?}"
-                ))),
+        self.conn.call(CRI_TIMEOUT, f).map_err(|e| match e {
+            CallError::Status(s) => s,
+            CallError::Timeout(t) => {
+                tonic::Status::deadline_exceeded(format!("CRI call timed out after {t:?}"))
             }
         })
     }
