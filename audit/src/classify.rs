@@ -264,7 +264,7 @@ pub fn busybox_applets(image: &[u8]) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for raw in image[at + 1..].split(|&c| c == 0) {
+    for raw in image.get(at + 1..).unwrap_or_default().split(|&c| c == 0) {
         let ok = !raw.is_empty()
             && raw.len() <= 32
             && raw

@@ -58,8 +58,11 @@ impl ReadAt for [u8] {
         let Some(src) = self.get(off..) else {
             return Ok(0);
         };
-        let n = src.len().min(buf.len());
-        buf[..n].copy_from_slice(&src[..n]);
+        let mut n = 0;
+        for (to, from) in buf.iter_mut().zip(src) {
+            *to = *from;
+            n += 1;
+        }
         Ok(n)
     }
 }
@@ -72,7 +75,10 @@ fn read_exact(f: &(impl ReadAt + ?Sized), off: u64, len: usize) -> io::Result<Ve
         let at = off
             .checked_add(done as u64)
             .ok_or_else(|| bad("offset past the end"))?;
-        let n = f.read_at(&mut buf[done..], at)?;
+        let Some(rest) = buf.get_mut(done..) else {
+            break;
+        };
+        let n = f.read_at(rest, at)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -134,13 +140,16 @@ pub fn parse(f: &(impl ReadAt + ?Sized)) -> io::Result<Option<ElfInfo>> {
     let mut head = [0u8; 64];
     let mut got = 0;
     while got < head.len() {
-        let n = f.read_at(&mut head[got..], got as u64)?;
+        let Some(rest) = head.get_mut(got..) else {
+            break;
+        };
+        let n = f.read_at(rest, got as u64)?;
         if n == 0 {
             break;
         }
         got += n;
     }
-    if got < 4 || head[..4] != *b"\x7fELF" {
+    if got < 4 || !head.starts_with(b"\x7fELF") {
         return Ok(None);
     }
     let bits64 = match head.get(4) {
@@ -154,7 +163,7 @@ pub fn parse(f: &(impl ReadAt + ?Sized)) -> io::Result<Option<ElfInfo>> {
         _ => return Err(bad("unknown byte order")),
     };
     let h = Fields {
-        b: &head[..got],
+        b: head.get(..got).unwrap_or_default(),
         le,
     };
     let (phoff_at, phentsize_at, phnum_at, need_ent) = if bits64 {
@@ -206,7 +215,7 @@ pub fn parse(f: &(impl ReadAt + ?Sized)) -> io::Result<Option<ElfInfo>> {
             }
             let raw = read_exact(f, off, sz as usize)?;
             let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-            Some(String::from_utf8_lossy(&raw[..end]).into_owned())
+            Some(String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned())
         }
         None => None,
     };

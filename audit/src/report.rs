@@ -269,7 +269,7 @@ fn human_bytes(b: u64) -> String {
     if u == 0 {
         format!("{b} B")
     } else {
-        format!("{v:.1} {}", UNITS[u])
+        format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B"))
     }
 }
 

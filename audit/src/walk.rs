@@ -549,7 +549,7 @@ impl Walker {
             }
             return;
         }
-        let value = &buf[..n as usize];
+        let value = buf.get(..n as usize).unwrap_or_default();
         match caps::decode(value) {
             Ok(caps) => self.inv.capabilities.push(CapFile {
                 path: display(rel),
@@ -565,7 +565,7 @@ impl Walker {
             Ok(n) => n,
             Err(e) => return self.problem(rel, format!("read: {e}")),
         };
-        let Some(line) = head[..n].strip_prefix(b"#!") else {
+        let Some(line) = head.get(..n).and_then(|h| h.strip_prefix(b"#!")) else {
             return;
         };
         let line = line.split(|&c| c == b'\n').next().unwrap_or_default();
