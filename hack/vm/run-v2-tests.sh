@@ -81,7 +81,7 @@ build_set() {
 }
 if ((n == 0)); then
   read -r -a rt_names <<<"${TENT_V2_RUNTIME_TESTS-run lifecycle ops escapes devices_v2 seccomp pods}"
-  read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 pause update metrics oom cleanup exec profile cri_pod}"
+  read -r -a names <<<"${TENT_V2_TESTS:-cgroups cgroupv2 resources pause update metrics oom cleanup exec profile cri_pod}"
   v2_bins=()
   build_set tent-runtime "${rt_names[@]}"
   build_set tent-integration "${names[@]}"

@@ -5,6 +5,7 @@
 //! - [`manager`]: create, join, freeze/thaw, signal every member, delete;
 //! - [`resources`]: one plan of file writes from `linux.resources`, used by
 //!   create and by Update (validation, unit conversions, rollback);
+//! - [`blockio`]: `blockIO` weights and throttles (v1 `blkio`, v2 `io`);
 //! - [`devices`]: the device allow list (v1 `devices.allow`/`devices.deny`,
 //!   v2 an eBPF program);
 //! - [`stats`] and [`oom`]: usage figures and OOM notifications;
@@ -14,6 +15,7 @@
 //! No cgroup library: tent writes a handful of files, and the crate that did
 //! it before (cgroups-rs) brought ~80 crates (zbus among them) for that.
 
+pub mod blockio;
 pub mod devices;
 pub mod manager;
 pub mod oom;

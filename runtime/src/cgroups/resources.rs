@@ -4,13 +4,15 @@
 //! [`update`] applies a plan with the old values saved, so a write the kernel
 //! refuses rolls back the ones before it: nothing changes on error. Zero means
 //! "leave unchanged" (as runc); `-1` means unlimited. Devices have their own
-//! module ([`super::devices`]; Update replaces the v2 program); hugepages, block I/O, network and unified are
-//! not applied (containerd sends the container's full resources on every update).
+//! module ([`super::devices`]; Update replaces the v2 program), block I/O its own
+//! ([`super::blockio`]); huge page limits and v2's `unified` files are here; `network`
+//! (net_cls/net_prio) and `rdma` are refused. containerd sends the container's full
+//! resources on every update, so each write must be idempotent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxHugepageLimit, LinuxResources};
 
 use super::{devices, read_file, write_file, CgroupManager};
 use crate::error::{Error, Result};
@@ -20,9 +22,49 @@ use crate::error::{Error, Result};
 pub struct Write {
     pub path: PathBuf,
     pub value: String,
+    /// For files holding one line per device (`MAJ:MIN …`): how [`update`] finds the old
+    /// value to roll back to, the line of the same key, or `reset` if there was none.
+    pub keyed: Option<Keyed>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> Error {
+/// The key of a per-device line, and the value that removes the line's setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    pub key: String,
+    pub reset: String,
+}
+
+impl Write {
+    pub fn plain(path: PathBuf, value: String) -> Write {
+        Write {
+            path,
+            value,
+            keyed: None,
+        }
+    }
+    pub fn keyed(path: PathBuf, value: String, key: &str, reset: String) -> Write {
+        Write {
+            path,
+            value,
+            keyed: Some(Keyed {
+                key: key.to_string(),
+                reset,
+            }),
+        }
+    }
+    /// The value that restores what `before` (the file's content) had for this write.
+    fn restore(&self, before: &str) -> String {
+        match &self.keyed {
+            None => before.trim().to_string(),
+            Some(k) => before
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(k.key.as_str()))
+                .map_or_else(|| k.reset.clone(), |l| l.trim().to_string()),
+        }
+    }
+}
+
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
     Error::spec(format!("resources.{field}"), reason)
 }
 
@@ -116,16 +158,10 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
         let dir = cg.dir_for("memory")?;
         if v2 {
             if let Some(l) = lim {
-                w.push(Write {
-                    path: dir.join("memory.max"),
-                    value: v2_max(l),
-                });
+                w.push(Write::plain(dir.join("memory.max"), v2_max(l)));
             }
             if let Some(v) = res {
-                w.push(Write {
-                    path: dir.join("memory.low"),
-                    value: v2_max(v),
-                });
+                w.push(Write::plain(dir.join("memory.low"), v2_max(v)));
             }
             if let Some(s) = swap {
                 let value = match (s, lim) {
@@ -141,19 +177,15 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
                 };
                 let path = dir.join("memory.swap.max");
                 if path.exists() {
-                    w.push(Write { path, value });
+                    w.push(Write::plain(path, value));
                 }
             }
         } else {
-            let mem_w = lim.map(|l| Write {
-                path: dir.join("memory.limit_in_bytes"),
-                value: l.to_string(),
-            });
+            let mem_w = lim.map(|l| Write::plain(dir.join("memory.limit_in_bytes"), l.to_string()));
             let memsw_path = dir.join("memory.memsw.limit_in_bytes");
-            let swap_w = swap.filter(|_| memsw_path.exists()).map(|s| Write {
-                path: memsw_path,
-                value: s.to_string(),
-            });
+            let swap_w = swap
+                .filter(|_| memsw_path.exists())
+                .map(|s| Write::plain(memsw_path, s.to_string()));
             // memsw must stay ≥ memory at every step: raise memsw first when growing.
             let swap_first = match (swap, &mem_w) {
                 (Some(-1), _) => true,
@@ -174,10 +206,10 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
                 w.extend(swap_w);
             }
             if let Some(v) = res {
-                w.push(Write {
-                    path: dir.join("memory.soft_limit_in_bytes"),
-                    value: v.to_string(),
-                });
+                w.push(Write::plain(
+                    dir.join("memory.soft_limit_in_bytes"),
+                    v.to_string(),
+                ));
             }
         }
     }
@@ -218,10 +250,10 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
             let dir = cg.dir_for("cpu")?;
             if v2 {
                 if let Some(s) = shares {
-                    w.push(Write {
-                        path: dir.join("cpu.weight"),
-                        value: cpu_weight(s).to_string(),
-                    });
+                    w.push(Write::plain(
+                        dir.join("cpu.weight"),
+                        cpu_weight(s).to_string(),
+                    ));
                 }
                 if quota.is_some() || period.is_some() {
                     let cur = read_file(&dir.join("cpu.max"))?;
@@ -230,57 +262,155 @@ pub fn plan(cg: &CgroupManager, r: &LinuxResources) -> Result<Vec<Write>> {
                     let cur_p = it.next().unwrap_or("100000").to_string();
                     let q = quota.map_or(cur_q, v2_max);
                     let p = period.map_or(cur_p, |p| p.to_string());
-                    w.push(Write {
-                        path: dir.join("cpu.max"),
-                        value: format!("{q} {p}"),
-                    });
+                    w.push(Write::plain(dir.join("cpu.max"), format!("{q} {p}")));
                 }
             } else {
                 if let Some(s) = shares {
-                    w.push(Write {
-                        path: dir.join("cpu.shares"),
-                        value: s.to_string(),
-                    });
+                    w.push(Write::plain(dir.join("cpu.shares"), s.to_string()));
                 }
                 if let Some(p) = period {
-                    w.push(Write {
-                        path: dir.join("cpu.cfs_period_us"),
-                        value: p.to_string(),
-                    });
+                    w.push(Write::plain(dir.join("cpu.cfs_period_us"), p.to_string()));
                 }
                 if let Some(q) = quota {
-                    w.push(Write {
-                        path: dir.join("cpu.cfs_quota_us"),
-                        value: q.to_string(),
-                    });
+                    w.push(Write::plain(dir.join("cpu.cfs_quota_us"), q.to_string()));
                 }
             }
         }
         if cpus.is_some() || mems.is_some() {
             let dir = cg.dir_for("cpuset")?;
             if let Some(c) = cpus {
-                w.push(Write {
-                    path: dir.join("cpuset.cpus"),
-                    value: c.trim().to_string(),
-                });
+                w.push(Write::plain(dir.join("cpuset.cpus"), c.trim().to_string()));
             }
             if let Some(m) = mems {
-                w.push(Write {
-                    path: dir.join("cpuset.mems"),
-                    value: m.trim().to_string(),
-                });
+                w.push(Write::plain(dir.join("cpuset.mems"), m.trim().to_string()));
             }
         }
     }
     if let Some(pids) = r.pids() {
         if let Some(l) = limit("pids.limit", Some(pids.limit()))? {
-            w.push(Write {
-                path: cg.dir_for("pids")?.join("pids.max"),
-                value: if l > 0 { l.to_string() } else { "max".into() },
-            });
+            w.push(Write::plain(
+                cg.dir_for("pids")?.join("pids.max"),
+                if l > 0 { l.to_string() } else { "max".into() },
+            ));
         }
     }
+    if let Some(b) = r.block_io() {
+        super::blockio::plan(cg, b, &mut w)?;
+    }
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        w.push(hugepage_limit(cg, &format!("hugepageLimits[{i}]"), h)?);
+    }
+    if r.network().is_some() {
+        return Err(invalid(
+            "network",
+            "net_cls/net_prio (classID, priorities) are not applied by tent",
+        ));
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(invalid(
+            "rdma",
+            "the rdma controller is not applied by tent",
+        ));
+    }
+    // Last, as runc: a unified value overrides what the fields above wrote.
+    for (key, value) in r.unified().iter().flatten().collect::<BTreeMap<_, _>>() {
+        unified(cg, key, value, &mut w)?;
+    }
     Ok(w)
+}
+
+/// `hugetlb.<size>.limit_in_bytes` (v1) or `hugetlb.<size>.max` (v2, with the reservation
+/// limit `hugetlb.<size>.rsvd.max` too where the kernel has it, as runc). kubelet sends a
+/// limit for every page size the node has, 0 for those the pod did not ask for: dropping them
+/// would let any container take the node's huge pages.
+fn hugepage_limit(cg: &CgroupManager, field: &str, h: &LinuxHugepageLimit) -> Result<Write> {
+    let size = h.page_size();
+    let well_formed = size
+        .strip_suffix("KB")
+        .or_else(|| size.strip_suffix("MB"))
+        .or_else(|| size.strip_suffix("GB"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    if !well_formed {
+        return Err(invalid(
+            &format!("{field}.pageSize"),
+            format!("{size:?} is not a page size like 2MB or 1GB"),
+        ));
+    }
+    if h.limit() < 0 {
+        return Err(invalid(
+            &format!("{field}.limit"),
+            format!("{} is negative", h.limit()),
+        ));
+    }
+    let dir = cg.dir_for("hugetlb").map_err(|_| {
+        invalid(
+            field,
+            "the hugetlb cgroup controller is not mounted on this host: huge page limits cannot be applied",
+        )
+    })?;
+    let file = if cg.v2() {
+        format!("hugetlb.{size}.max")
+    } else {
+        format!("hugetlb.{size}.limit_in_bytes")
+    };
+    let path = dir.join(&file);
+    if !path.exists() {
+        return Err(invalid(
+            &format!("{field}.pageSize"),
+            format!(
+                "{size}: no {} (the page size is not supported here, or the hugetlb controller is not enabled for this cgroup)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Write::plain(path, h.limit().to_string()))
+}
+
+/// One `unified` entry (v2 only): a file of the container's cgroup by name, each line of the
+/// value written on its own. Names are checked, not trusted: no path, only
+/// `controller.parameter` files that exist, and none of the `cgroup.*` files that move
+/// processes or change the tree (only the two `cgroup.max.*` limits).
+fn unified(cg: &CgroupManager, key: &str, value: &str, w: &mut Vec<Write>) -> Result<()> {
+    let field = format!("unified[{key:?}]");
+    if !cg.v2() {
+        return Err(invalid(
+            &field,
+            "unified is cgroup v2's; this host's cgroups are v1",
+        ));
+    }
+    let well_formed = key.split_once('.').is_some_and(|(c, p)| {
+        !c.is_empty()
+            && !p.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+    });
+    if !well_formed {
+        return Err(invalid(
+            &field,
+            "not a cgroup file name of the form controller.parameter",
+        ));
+    }
+    if key.starts_with("cgroup.") && key != "cgroup.max.depth" && key != "cgroup.max.descendants" {
+        return Err(invalid(
+            &field,
+            "cgroup.* files other than cgroup.max.depth/cgroup.max.descendants are tent's to manage",
+        ));
+    }
+    let path = cg.v2_dir().join(key);
+    if !path.is_file() {
+        return Err(invalid(
+            &field,
+            format!(
+                "{} does not exist (is its controller enabled for this cgroup?)",
+                path.display()
+            ),
+        ));
+    }
+    for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        w.push(Write::plain(path.clone(), line.to_string()));
+    }
+    Ok(())
 }
 
 /// Applies `r` to a live cgroup, all or nothing. On v2, `devices` replaces
@@ -293,10 +423,7 @@ pub fn update(cg: &CgroupManager, r: &LinuxResources) -> Result<()> {
     let mut old: Vec<Write> = Vec::new();
     for wr in &writes {
         let before = read_file(&wr.path)?;
-        old.push(Write {
-            path: wr.path.clone(),
-            value: before.trim().to_string(),
-        });
+        old.push(Write::plain(wr.path.clone(), wr.restore(&before)));
     }
     let rollback = |done: &[Write]| {
         for o in done.iter().rev() {
