@@ -8,7 +8,7 @@
 #                      (any path; the host's root is visible in the VM at the same paths).
 #                      None given: the v2 set is built first with `cargo test --no-run`:
 #                      TENT_V2_TESTS (names of integration/tests/*.rs, default "cgroups
-#                      cgroupv2 pause update metrics oom cleanup exec profile cri_pod") and
+#                      cgroupv2 resources pause update metrics oom cleanup exec profile cri_pod") and
 #                      TENT_V2_RUNTIME_TESTS (the runtime's root suites, runtime/tests/*.rs,
 #                      default "run lifecycle ops escapes devices_v2 seccomp pods"; they run first).
 #                      The shim, tent-testbin and the test image are NOT built: run
