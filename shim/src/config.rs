@@ -207,7 +207,8 @@ mod tests {
         assert!(b.contains("[audit] forbid: unknown \"shells\""), "{b}");
         assert!(e("[audit]\nmode = \"block\"").contains("unknown variant `block`"));
         assert!(e("[audit]\nmax_suid = 0").contains("unknown field `max_suid`"));
-        let s = e("[audit]\nsummary = false\nmode = \"deny\"\nforbid = [\"shell\"]\nmax_setuid = 0");
+        let s =
+            e("[audit]\nsummary = false\nmode = \"deny\"\nforbid = [\"shell\"]\nmax_setuid = 0");
         assert!(
             s.contains("[audit] summary = false: the budget (max_setuid, forbid)"),
             "{s}"
