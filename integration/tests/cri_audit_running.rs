@@ -97,6 +97,11 @@ fn running_names_the_pod_and_the_container() {
     let c = row(&id);
     let s = row(&pod.id);
     eprintln!("container: {c}\nsandbox: {s}");
+    assert!(
+        c.get("pod").is_some(),
+        "no pod names for {id}: is {} older than this tree? (cargo build --release -p tent-cli)",
+        tent_cli().display()
+    );
     assert_eq!(c["namespace"], CRI_NAMESPACE, "{c}");
     assert_eq!(c["pod"]["namespace"], "tent-it", "{c}");
     assert_eq!(c["pod"]["name"], name.as_str(), "{c}");
