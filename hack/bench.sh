@@ -4,7 +4,8 @@
 #
 #   hack/bench.sh [--quick] [--runs N] [--containers N] [options]
 #
-#   1. `ctr run --rm IMAGE ID /bin/true` end to end             (--runs, default 30)
+#   1. `ctr run --rm IMAGE ID /bin/true` end to end             (--runs, default 30); tent also
+#      with `[audit] summary = false` in the same loop (row 1b: the summary's cost at start)
 #   2. `ctr task exec /bin/true` into a running container        (--runs)
 #   3. shim RSS/PSS (smaps_rollup) with N `sleep 3600` containers (--containers, default 50)
 #   4. pods through the CRI (tent-cri bench, a Rust CRI client): pod start (RunPodSandbox +
@@ -247,6 +248,10 @@ c["process"]["capabilities"].pop("ambient", None)
 json.dump(c, open(p, "w"), indent=1)
 PYEOF
 
+# Row 1b: tent's profile with the audit summary at Create off (the same rules otherwise).
+NOSUMMARY="$WORK/tent-nosummary.toml"
+printf 'mode = "%s"\n\n[audit]\nsummary = false\n' "$TENT_PROFILE_NAME" >"$NOSUMMARY"
+
 # ---- metadata, run, report ---------------------------------------------------------------
 meta_json() {
   BM_CORES="$(nproc)" BM_CPU="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
@@ -273,6 +278,7 @@ run_child "$PY" "$REPO/hack/bench/bench.py" --address "$CONTAINERD_ADDRESS" --ct
   --tput-parallel "$PARALLEL" --tput-rounds "$ROUNDS" --only "$ONLY" --floor-dir "$FLOOR" \
   --cri-bin "$CRI_BIN" --ctd-dir "$CTD" --tent-handler "$CRI_HANDLER" --pods "$PODS" \
   --tent-cli "$TENT_CLI" --tent-cli-missing "$TENT_CLI_MISSING" --meta "$META" --out "$RESULT" \
+  --tent-nosummary-config "$NOSUMMARY" \
   || die "bench.py failed (partial results, if any: $RESULT)"
 
 if ((PHASES)); then

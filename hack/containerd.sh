@@ -138,6 +138,10 @@ $common
   runtime_type = "io.containerd.tent.v1"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget.options]
   ConfigPath = "$REPO/config/tent-budget.toml"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget-warn]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tent-budget-warn.options]
+  ConfigPath = "$REPO/config/tent-budget-warn.toml"
 # Pods without a pause process: containerd calls the shim's Sandbox service (2.x only).
 # No options table: containerd 2.1 hands a sandboxed task the shim's address inside runc's
 # options type and fails on any other (so the profile is tent's default).
@@ -179,6 +183,10 @@ $common
   runtime_type = "io.containerd.tent.v1"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-budget.options]
   ConfigPath = "$REPO/config/tent-budget.toml"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-budget-warn]
+  runtime_type = "io.containerd.tent.v1"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tent-budget-warn.options]
+  ConfigPath = "$REPO/config/tent-budget-warn.toml"
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "$d/cni/bin"
   conf_dir = "$d/cni/net.d"

@@ -443,7 +443,8 @@ fn observe_a_server() {
 }
 
 /// `tent audit --running`: the shim's summary of each tent container (at its
-/// Create, off the start path, cached by layers), none for runc's.
+/// Create, off the start path, cached by layers), none for runc's; Task API
+/// containers have no pod names (integration/tests/cri_audit_running.rs: CRI's).
 #[test]
 fn running_lists_what_the_shim_computed() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -521,6 +522,8 @@ fn running_lists_what_the_shim_computed() {
         assert!(s["kernel_tools"].as_u64().unwrap_or(0) > 10, "{r}");
         assert!(s["score"].as_u64().unwrap_or(0) > 40, "{r}");
         assert_eq!(r["namespace"], "default");
+        // Not a CRI container: no pod names, the id alone.
+        assert!(r.get("pod").is_none(), "{r}");
     }
     assert_eq!(a["summary"]["score"], b["summary"]["score"]);
     assert_eq!(b["summary"]["cached"], true, "same layers: {b}");

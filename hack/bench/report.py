@@ -8,7 +8,7 @@ import json
 import sys
 
 # (key, what, target tent/runc)
-TARGETS = {"run": 0.5, "exec": 0.4, "pss": 0.25, "rss": 0.33, "tput": 0.5, "floor": 0.25,
+TARGETS = {"run": 0.5, "run_nosummary": 0.5, "exec": 0.4, "pss": 0.25, "rss": 0.33, "tput": 0.5, "floor": 0.25,
            "pod_start": 0.45, "pod_teardown": 0.5, "pod_rss": 0.25, "pod_pss": 0.25}
 
 
@@ -68,16 +68,19 @@ def rows(data):
     p = data["params"]
     out = []  # (num, label, tent, runc, ratio, target, status, key, tval, rval)
 
-    def timing(num, key, label, res, fmt, what=""):
-        tc, tv = timing_cell(res, "tent", fmt, what)
+    def timing(num, key, label, res, fmt, what="", tent="tent"):
+        tc, tv = timing_cell(res, tent, fmt, what)
         rc, rv = timing_cell(res, "runc", fmt, what)
         q, st = ratio_cells(tv, rv, TARGETS[key])
-        if any(((res or {}).get(rt) or {}).get("failures") for rt in ("tent", "runc")) and tv and rv:
+        if any(((res or {}).get(rt) or {}).get("failures") for rt in (tent, "runc")) and tv and rv:
             st = "⚠ failures: " + st
         out.append((num, label, tc, rc, q, f"≤ {TARGETS[key]}", st, key, tv, rv))
 
     if "run" in R:
         timing("1", "run", f"`ctr run --rm` `/bin/true` end to end (n={p['runs']})", R["run"], ms)
+        if "tent-nosummary" in R["run"]:
+            timing("1b", "run_nosummary", f"the same, tent with `[audit] summary = false` (no audit "
+                   f"walk at Create; same loop, n={p['runs']})", R["run"], ms, tent="tent-nosummary")
     if "exec" in R:
         timing("2", "exec", f"`ctr task exec` `/bin/true` into a running container (n={p['runs']})",
                R["exec"], ms, "exec")
@@ -137,6 +140,19 @@ def rows(data):
     return out
 
 
+def summary_cost(run):
+    """Row 1 against row 1b: what the audit summary at Create costs `ctr run --rm`."""
+    on = ((run or {}).get("tent") or {}).get("stats")
+    off = ((run or {}).get("tent-nosummary") or {}).get("stats")
+    if not on or not off:
+        return ""
+    d = on["median"] - off["median"]
+    return (f"The audit summary at Create (rows 1 and 1b, interleaved in one loop): tent's default "
+            f"{ms(on['median'])} vs `summary = false` {ms(off['median'])}, difference "
+            f"**{d * 1000:+.1f} ms** ({d / off['median'] * 100:+.1f} %) of the median; minimum "
+            f"{ms(on['min'])} vs {ms(off['min'])} ({(on['min'] - off['min']) * 1000:+.1f} ms).")
+
+
 def markdown(data):
     m = data["meta"]
     p = data["params"]
@@ -166,6 +182,9 @@ def markdown(data):
               "target | status |", "|---|---|---|---|---|---|---|"]
     for num, label, tc, rc, q, tgt, st, *_ in rows(data):
         lines.append(f"| {num} | {label} | {tc} | {rc} | {q} | {tgt} | {st} |")
+    cost = summary_cost(R.get("run"))
+    if cost:
+        lines += ["", cost]
     idle = R.get("idle_shim") or {}
     if idle:
         lines += ["", "Idle shim (one `sleep` container, before any exec): " + "; ".join(

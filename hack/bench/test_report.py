@@ -61,5 +61,24 @@ class MarkdownTest(unittest.TestCase):
                 self.assertTrue(agrees(cols[5], cols[7], tgt), line)
 
 
+class SummaryCostTest(unittest.TestCase):
+    def test_row_1b_and_the_difference(self):
+        st = lambda med, lo: {"median": med, "min": lo, "max": med * 2, "n": 3}  # noqa: E731
+        run = {rt: {"samples": [], "failures": 0, "error": None, "stats": s}
+               for rt, s in (("tent", st(0.110, 0.100)), ("runc", st(0.200, 0.190)),
+                             ("tent-nosummary", st(0.108, 0.101)))}
+        data = {"meta": {}, "params": {"runs": 3, "warmup": 1}, "results": {"run": run}}
+        md = report.markdown(data)
+        row = [line for line in md.splitlines() if line.startswith("| 1b |")]
+        self.assertEqual(len(row), 1, md)
+        self.assertIn("108.0 ms", row[0])
+        self.assertIn("0.540", row[0])
+        self.assertIn("difference **+2.0 ms** (+1.9 %)", md)
+        del run["tent-nosummary"]
+        md = report.markdown(data)
+        self.assertNotIn("| 1b |", md)
+        self.assertNotIn("summary = false", md)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)

@@ -43,6 +43,8 @@ pub const TENT_COMPAT: &str = "tent-compat";
 pub const RUNC: &str = "runc";
 /// tent with an audit budget in deny mode (`config/tent-budget.toml`).
 pub const TENT_BUDGET: &str = "tent-budget";
+/// The same budget in warn mode (`config/tent-budget-warn.toml`).
+pub const TENT_BUDGET_WARN: &str = "tent-budget-warn";
 /// The handler whose pods have no pause container (`sandboxer = "shim"`, containerd 2.x).
 pub const TENT_PAUSELESS: &str = "tent-pauseless";
 /// The CRI handler of the runtime under test (`TENT_TEST_RUNTIME`): `runc` when the Task API

@@ -120,3 +120,77 @@ fn within_budget_runs_and_bad_budget_is_refused() {
     );
     c.assert_no_leftovers(&id);
 }
+
+/// `[audit] summary = false`: no walk at Create, so no `tent-audit.json` in the bundle and no
+/// summary in the log, while a container of the default profile started after it gets both;
+/// with a budget it is refused (the budget needs the walk), naming the field.
+#[test]
+fn summary_off_keeps_no_summary_and_refuses_a_budget() {
+    if is_runc() {
+        return;
+    }
+    let c = Containerd::shared();
+    let off = profile(c, "nosummary", "summary = false");
+    let off_id = unique_id("summary-off");
+    let on_id = unique_id("summary-on");
+    let mut a = c.spawn_run(&off_id, &["/bin/tent-testbin", "pause"], &off);
+    a.wait_for_line("ready", std::time::Duration::from_secs(30));
+    let mut b = c.spawn_run(&on_id, &["/bin/tent-testbin", "pause"], &RunOpts::default());
+    b.wait_for_line("ready", std::time::Duration::from_secs(30));
+    // The control: the default profile's summary appears (made after `off_id`'s would have).
+    let on_file = c.bundle_dir(&on_id).join("tent-audit.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !on_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {} within 60 s:\n{}",
+            on_file.display(),
+            c.log_tail(30)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let off_bundle = c.bundle_dir(&off_id);
+    assert!(
+        off_bundle.join("config.json").exists(),
+        "{off_id} still running"
+    );
+    let off_kept = off_bundle.join("tent-audit.json").exists();
+    let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
+    for id in [&off_id, &on_id] {
+        c.ctr_result(&["task", "kill", "-s", "SIGKILL", id])
+            .assert_ok();
+    }
+    assert_eq!(a.finish(std::time::Duration::from_secs(30)).code, Some(137));
+    assert_eq!(b.finish(std::time::Duration::from_secs(30)).code, Some(137));
+    assert!(
+        !off_kept,
+        "{off_id} has a tent-audit.json with summary = false"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&format!("container {off_id}: audit"))),
+        "a summary logged for {off_id}:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("container {on_id}: audit"))),
+        "no summary logged for {on_id}"
+    );
+    c.assert_no_leftovers(&off_id);
+    c.assert_no_leftovers(&on_id);
+
+    let opts = profile(
+        c,
+        "nosummary-budget",
+        "summary = false\nforbid = [\"shell\"]",
+    );
+    let id = unique_id("summary-off-budget");
+    let r = c.run(&id, &["/bin/tent-testbin", "exit", "0"], &opts);
+    assert_ne!(r.code, Some(0), "{r:#?}");
+    assert!(
+        r.stderr
+            .contains("[audit] summary = false: the budget (forbid)"),
+        "{r:#?}"
+    );
+    c.assert_no_leftovers(&id);
+}

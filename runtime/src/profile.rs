@@ -67,10 +67,15 @@ pub enum BudgetMode {
 
 /// An audit budget: limits on the rootfs's contents (tent-audit's
 /// findings). Empty: nothing is checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditBudget {
     pub mode: BudgetMode,
+    /// The summary at Create (a low-priority walk of the rootfs after Create
+    /// returns, kept for `tent audit --running`). `false` skips that walk for
+    /// operators who want none; a budget needs it, so the shim refuses
+    /// `false` with any limit set.
+    pub summary: bool,
     /// Setuid/setgid files allowed.
     pub max_setuid: Option<u64>,
     /// Files with capabilities (`security.capability`) allowed.
@@ -79,6 +84,18 @@ pub struct AuditBudget {
     /// "interpreter", "compiler", "network-tools", "kernel-tools",
     /// "busybox", "devices", "world-writable".
     pub forbid: Vec<String>,
+}
+
+impl Default for AuditBudget {
+    fn default() -> AuditBudget {
+        AuditBudget {
+            mode: BudgetMode::default(),
+            summary: true,
+            max_setuid: None,
+            max_capabilities: None,
+            forbid: Vec::new(),
+        }
+    }
 }
 
 impl AuditBudget {

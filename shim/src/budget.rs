@@ -12,8 +12,27 @@ use tent_runtime::{AuditBudget, BudgetMode};
 
 use crate::error::{Error, Result};
 
-/// Validates a profile's `[audit]` table (names in `forbid`).
+/// Validates a profile's `[audit]` table: names in `forbid`, and no limit
+/// with `summary = false` (a budget is judged on the walk that option skips;
+/// dropping the budget silently would let the image through unchecked).
 pub fn validate(b: &AuditBudget) -> std::result::Result<(), String> {
+    if !b.summary && b.is_set() {
+        let mut set = Vec::new();
+        if b.max_setuid.is_some() {
+            set.push("max_setuid");
+        }
+        if b.max_capabilities.is_some() {
+            set.push("max_capabilities");
+        }
+        if !b.forbid.is_empty() {
+            set.push("forbid");
+        }
+        return Err(format!(
+            "[audit] summary = false: the budget ({}) is judged on the rootfs walk this skips; \
+             remove the limits or set summary = true",
+            set.join(", ")
+        ));
+    }
     for name in &b.forbid {
         if !budget::is_forbiddable(name) {
             return Err(format!(

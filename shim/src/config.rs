@@ -160,6 +160,15 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_is_on_unless_turned_off() {
+        let p = |body: &str| profile(Some(&any("", body))).ok().map(|p| p.audit);
+        assert_eq!(p("mode = \"tent\"").map(|a| a.summary), Some(true));
+        assert_eq!(p("[audit]\nmode = \"warn\"").map(|a| a.summary), Some(true));
+        let off = p("[audit]\nsummary = false").unwrap_or_default();
+        assert!(!off.summary && !off.is_set(), "{off:?}");
+    }
+
+    #[test]
     fn body_and_path() {
         let p = profile(Some(&any("", "mode = \"compat\""))).ok();
         assert_eq!(p.map(|p| p.mode), Some(Mode::Compat));
@@ -198,6 +207,15 @@ mod tests {
         assert!(b.contains("[audit] forbid: unknown \"shells\""), "{b}");
         assert!(e("[audit]\nmode = \"block\"").contains("unknown variant `block`"));
         assert!(e("[audit]\nmax_suid = 0").contains("unknown field `max_suid`"));
+        let s =
+            e("[audit]\nsummary = false\nmode = \"deny\"\nforbid = [\"shell\"]\nmax_setuid = 0");
+        assert!(
+            s.contains("[audit] summary = false: the budget (max_setuid, forbid)"),
+            "{s}"
+        );
+        let s = e("[audit]\nsummary = false\nmax_capabilities = 0");
+        assert!(s.contains("(max_capabilities)"), "{s}");
+        assert!(e("[audit]\nsummary = \"no\"").contains("summary"));
         let missing = profile(Some(&any("/nonexistent/tent.toml", "")))
             .err()
             .map(|e| e.to_string())

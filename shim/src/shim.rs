@@ -332,6 +332,8 @@ impl Shim {
         }
         match denied_summary {
             Some(s) => crate::summary::keep(&req.id, Path::new(&req.bundle), &s),
+            // `[audit] summary = false`: no walk at all (validated: no budget).
+            None if !budget.summary => {}
             None => crate::summary::spawn(
                 req.id.clone(),
                 crate::budget::open_root(&req.id, pid),

@@ -83,6 +83,29 @@ impl Summary {
 }
 
 /// The cache key of a rootfs: the hex SHA-256 of an overlay's `lowerdir`.
+///
+/// What the key does not cover, so what a cached summary can get wrong:
+/// - The upper layer (`upperdir`). Assumed empty at Create: containerd makes
+///   a fresh active snapshot per container and neither its Task API nor its
+///   CRI writes into it before the task's Create (the CRI's image-volume
+///   copy, `WithVolumes`, mounts the snapshot read-only and copies *out*).
+///   A client that writes into a container's snapshot before creating its
+///   task (containerd's API allows it) is not seen on a cache hit; the
+///   runtime's own mount-point directories and files there are empty.
+/// - The mounts over the rootfs, which differ between containers of one
+///   image. The walk never crosses into another file system (`-xdev`), so
+///   it never counts what is under a bind mount; the cache then hands the
+///   first container's view to the others. Image-defined volumes (`VOLUME`
+///   in the image config) are the sharp case: through the CRI, containerd
+///   copies the image's files at that path into a host directory and
+///   bind-mounts it there, so a CRI container's walk does not count the
+///   image's files under a VOLUME path (they are still there for the
+///   workload), while a Task API container of the same image (no such
+///   mount) counts them, and whichever walked first fills the cache.
+/// - Mounts are not part of the key on purpose: a key of the spec's mounts
+///   would miss the cache for every pod (each has its own hosts, resolv.conf
+///   and service-account paths), and a budget (warn or deny) never uses the
+///   cache (it walks at every Create).
 pub fn layers_key(mounts: &[RootfsMount]) -> Option<String> {
     use sha2::Digest;
     let [m] = mounts else { return None };
