@@ -75,7 +75,8 @@ pub(crate) fn create(req: CreateRequest<'_>) -> Result<(i32, Handle)> {
         ));
     }
     req.profile.validate()?;
-    let loaded = spec::load(req.bundle, req.profile)?;
+    let mut loaded = spec::load(req.bundle, req.profile)?;
+    loaded.confinement.session_keyring = Some(crate::confine::keyring::name_for(req.id));
     let rootfs = spec::rootfs_path(&loaded.spec, req.bundle);
     if req.rootfs_mounts.is_empty() && !rootfs.is_dir() {
         return Err(Error::spec(

@@ -21,6 +21,8 @@
 //! - `serve PORT FILE`      a minimal HTTP server on 127.0.0.1:PORT: each connection gets
 //!   `200 OK` and FILE's bytes, read anew per request (`tent audit --observe` sees it opened);
 //!   touches no other file
+//! - `keyring`              print `keyring <serial> <description>` of the session keyring
+//!   (`keyctl` DESCRIBE, without creating one), or `keyring error <errno>`
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -293,6 +295,43 @@ fn serve(port: &str, file: &str) {
     }
 }
 
+/// The session keyring: `KEYCTL_GET_KEYRING_ID(KEY_SPEC_SESSION_KEYRING, create = 0)`, then
+/// `KEYCTL_DESCRIBE` (`type;uid;gid;perm;description`).
+fn keyring() {
+    const GET_KEYRING_ID: libc::c_long = 0;
+    const DESCRIBE: libc::c_long = 6;
+    const SESSION: libc::c_long = -3;
+    // SAFETY: keyctl with integer arguments.
+    let serial = unsafe { libc::syscall(libc::SYS_keyctl, GET_KEYRING_ID, SESSION, 0) };
+    if serial < 0 {
+        say(&format!(
+            "keyring error {}",
+            std::io::Error::last_os_error()
+        ));
+        std::process::exit(1);
+    }
+    let mut buf = [0u8; 512];
+    // SAFETY: the kernel writes at most buf.len() bytes.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            DESCRIBE,
+            serial,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        say(&format!(
+            "keyring error {}",
+            std::io::Error::last_os_error()
+        ));
+        std::process::exit(1);
+    }
+    let text = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]);
+    say(&format!("keyring {serial} {}", text.trim_end_matches('\0')));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -317,8 +356,9 @@ fn main() {
             }
         }
         "serve" => serve(arg(2), arg(3)),
+        "keyring" => keyring(),
         other => {
-            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause|ignore-term|echo-server PORT|connect ADDR MSG|serve PORT FILE)");
+            eprintln!("tent-testbin: unknown subcommand '{other}' (wait-term|orphans N|status|syscalls|exit N|pause|ignore-term|echo-server PORT|connect ADDR MSG|serve PORT FILE|keyring)");
             std::process::exit(2);
         }
     }

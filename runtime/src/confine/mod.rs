@@ -1,7 +1,8 @@
 //! Confinement: everything that limits what a container process may do once
 //! it runs — who it is (uid, gid, groups), its capability sets,
-//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]) and
-//! its seccomp filter ([`seccomp`]); what tent cannot apply is refused (a
+//! no_new_privileges, its AppArmor profile and SELinux label ([`lsm`]), its
+//! seccomp filter ([`seccomp`]) and its own session keyring ([`keyring`]); what
+//! tent cannot apply is refused (a
 //! security setting is never silently dropped).
 //!
 //! A [`Confinement`] is built once at create from the spec ([`Confinement::for_init`]),
@@ -12,6 +13,7 @@
 //! [`lsm`], [`seccomp`]) plus its call in `apply`.
 
 pub mod caps;
+pub mod keyring;
 pub mod lsm;
 pub mod seccomp;
 
@@ -43,6 +45,9 @@ pub struct Confinement {
     pub hardening: Hardening,
     /// `linux.seccomp`, compiled at create; always the container's.
     pub seccomp: Option<seccomp::Filter>,
+    /// The container's session keyring ([`keyring`]), set at create; always the container's.
+    #[serde(default)]
+    pub session_keyring: Option<String>,
 }
 
 /// The process's identity, applied with the capabilities (see [`Confinement::apply`]).
@@ -94,6 +99,7 @@ impl Confinement {
                 None if hardening.default_seccomp => Some(seccomp::default::filter()?),
                 None => None,
             },
+            session_keyring: None,
         })
     }
 
@@ -117,10 +123,12 @@ impl Confinement {
                 || self.hardening.no_new_privileges,
             hardening: self.hardening,
             seccomp: self.seccomp.clone(),
+            session_keyring: self.session_keyring.clone(),
         })
     }
 
-    /// Confines the calling (single-threaded) process: LSM labels for the
+    /// Confines the calling (single-threaded) process: its own session keyring (as root, before
+    /// any seccomp filter), LSM labels for the
     /// coming `execve` (while root: a non-dumpable process's `/proc` belongs to
     /// root), bounding set (needs CAP_SETPCAP, so before the user switch),
     /// identity, the other capability sets, no_new_privileges, and the
@@ -141,6 +149,9 @@ impl Confinement {
             Some(filter) => filter.load().map_err(|e| ("seccomp", e)),
             None => Ok(()),
         };
+        if let Some(name) = &self.session_keyring {
+            keyring::join_session(name).map_err(|e| ("session keyring", e))?;
+        }
         self.labels.apply().map_err(|e| ("security labels", e))?;
         if !self.no_new_privileges {
             load_seccomp()?;
