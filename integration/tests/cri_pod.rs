@@ -113,6 +113,15 @@ fn pod_runs_containers_with_exec_sync_logs_and_one_shim() {
             st.status.map(|s| s.state),
             Some(api::PodSandboxState::SandboxReady as i32)
         );
+        // The sandbox's pid: the pause process's, or 0 for a pauseless pod (no process).
+        let info: Value = serde_json::from_str(st.info.get("info").map_or("{}", String::as_str))
+            .expect("PodSandboxStatus info json");
+        let sandbox_pid = info["pid"].as_i64();
+        if is_pauseless(handler) {
+            assert_eq!(sandbox_pid, Some(0), "{handler}: {info}");
+        } else {
+            assert!(sandbox_pid.is_some_and(|p| p > 0), "{handler}: {info}");
+        }
         let app_cfg = container_config(
             "app",
             &[
