@@ -736,18 +736,23 @@ impl<'c, 'a> Pod<'c, 'a> {
         self.cri
     }
 
-    /// The sandbox's network namespace path (PodSandboxStatus verbose info), if any.
+    /// The sandbox's network namespace path (PodSandboxStatus verbose info), if any: the
+    /// pause container's spec, or what a pauseless pod's shim reports (`netns`; containerd
+    /// passes a shim sandboxer's info through).
     pub fn netns_path(&self) -> Option<PathBuf> {
         let r = self.cri.pod_sandbox_status(&self.id).ok()?;
         let info: serde_json::Value =
             serde_json::from_str(r.info.get("info").map(String::as_str)?).ok()?;
-        info["runtimeSpec"]["linux"]["namespaces"]
-            .as_array()?
-            .iter()
-            .find(|n| n["type"] == "network")
-            .and_then(|n| n["path"].as_str())
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
+        let path = if is_pauseless(&self.handler) {
+            info["netns"].as_str()
+        } else {
+            info["runtimeSpec"]["linux"]["namespaces"]
+                .as_array()?
+                .iter()
+                .find(|n| n["type"] == "network")
+                .and_then(|n| n["path"].as_str())
+        };
+        path.filter(|p| !p.is_empty()).map(PathBuf::from)
     }
 
     /// Shim processes of this daemon serving this pod: those whose cmdline names the sandbox
@@ -884,15 +889,29 @@ fn uid_of(c: &PodSandboxConfig) -> String {
         .unwrap_or_default()
 }
 
-/// The handlers a pod test runs on, in one run: `tent`, and `runc` as the reference that
-/// validates the test itself (only `runc` when the runtime under test is runc,
+/// The handlers a pod test runs on, in one run: `tent`, `tent-pauseless` on containerd 2.x
+/// (the only versions with a shim sandboxer), and `runc` as the reference that validates the
+/// test itself (only `runc` when the runtime under test is runc,
 /// `TENT_TEST_RUNTIME=io.containerd.runc.v2`).
 pub fn handlers() -> Vec<&'static str> {
     if crate::is_runc() {
         vec![RUNC]
+    } else if has_pauseless() {
+        vec![TENT, TENT_PAUSELESS, RUNC]
     } else {
         vec![TENT, RUNC]
     }
+}
+
+/// Does the containerd under test have the `tent-pauseless` handler (2.x's `sandboxer =
+/// "shim"`; hack/containerd.sh writes it only there)?
+pub fn has_pauseless() -> bool {
+    crate::containerd_version().starts_with('2')
+}
+
+/// Is `handler` one whose pods have no sandbox container (no pause process)?
+pub fn is_pauseless(handler: &str) -> bool {
+    handler == TENT_PAUSELESS
 }
 
 /// Run `f` once per handler in `list`, each to its end even if another failed, then panic

@@ -93,7 +93,8 @@ fn volume(host: &Path, container: &str, p: api::MountPropagation) -> api::Mount 
     }
 }
 
-/// `tent` and `tent-compat` (the profile that lets a container mount), and `runc`.
+/// `tent` and `tent-compat` (the profile that lets a container mount), `tent-pauseless` on
+/// containerd 2.x, and `runc`.
 fn mount_handlers() -> Vec<&'static str> {
     handlers()
         .into_iter()
@@ -133,7 +134,8 @@ fn propagation(ctd: &Containerd, cri: &Cri, handler: &str, bidirectional: bool) 
             api::MountPropagation::PropagationBidirectional,
         ));
     }
-    let in_container_mounts = handler != TENT;
+    // tent's profile (also tent-pauseless's, which has no options) refuses CAP_SYS_ADMIN.
+    let in_container_mounts = ![TENT, TENT_PAUSELESS].contains(&handler);
     if in_container_mounts {
         security_context(&mut c).capabilities = Some(Capability {
             add_capabilities: vec!["SYS_ADMIN".to_string()],

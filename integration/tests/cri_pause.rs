@@ -2,6 +2,8 @@
 //! as kubelet uses it, on the handlers `tent` and `runc`: in a pod that shares its process
 //! namespace (`shareProcessNamespace: true`) the pause process is PID 1 and reaps the orphans
 //! the app containers leave (a sleeping PID 1 would collect them as zombies).
+//! Not on `tent-pauseless`: its pods run no pause image; the same reaping by tent's pod init
+//! is cri_pauseless.rs's `shared_pid_pod_gets_tents_init_as_pid_1_which_reaps`.
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,14 @@
 //!   container too, and the pod is removed leaving nothing;
 //! - a sandbox that fails to come up (a host sysctl, refused before anything exists; a
 //!   net.* key that does not exist, failing after the files and pins were made) is refused
-//!   naming the key and leaves nothing, no shim process included, attempt after attempt.
+//!   naming the key and leaves nothing, no shim process included, attempt after attempt;
+//! - hostIPC / hostPID pods are refused at RunPodSandbox naming the field, as on `tent`
+//!   (tent's profile, the only one a pauseless handler can have), leaving nothing; a
+//!   hostNetwork pod crashes containerd 2.1.x itself before tent is asked
+//!   (containerd/containerd#12983), checked on a daemon of its own.
+//!
+//! The CRI suite (cri_pod.rs, cri_streaming.rs, cri_bad_input.rs, cri_mounts.rs,
+//! cri_security.rs) also runs on `tent-pauseless` on 2.x (`handlers()`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -477,4 +484,123 @@ fn pauseless_pod_survives_a_containerd_restart() {
         r.unwrap_or_else(|e| panic!("{what} after the restart: {e}\n{}", ctd.log_tail(30)));
     }
     cri.assert_pod_gone(Some(&id), &[c], &uid);
+}
+
+/// The host's name (a hostNetwork pod keeps it: it has no UTS namespace of its own).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the host's name")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn host_ipc_and_pid_pods_are_refused_naming_the_field_as_on_tent_leaving_nothing() {
+    if skip() {
+        return;
+    }
+    // A pauseless pod's containers run tent's default profile (its handler can be given no
+    // options on containerd 2.1), which refuses the host's namespaces: the pod is refused at
+    // RunPodSandbox as on handler `tent` (whose pause container is refused), not made ready
+    // with every container then refused.
+    let ctd = Containerd::shared();
+    let cri = Cri::connect(ctd);
+    let cases = [
+        (
+            "hostIPC",
+            "ipc",
+            NamespaceOption {
+                ipc: NamespaceMode::Node as i32,
+                ..pod_namespaces()
+            },
+        ),
+        (
+            "hostPID",
+            "pid",
+            NamespaceOption {
+                pid: NamespaceMode::Node as i32,
+                ..pod_namespaces()
+            },
+        ),
+    ];
+    on_each(&[TENT, TENT_PAUSELESS], |handler| {
+        for (field, name, ns) in &cases {
+            let mut config = pod_config(ctd, "host-ns");
+            pod_linux(&mut config)
+                .security_context
+                .get_or_insert_with(Default::default)
+                .namespace_options = Some(ns.clone());
+            // Pod::run checks the refused pod left nothing (shim, bundle, pins, cgroups).
+            let e = match Pod::run(&cri, config, handler) {
+                Ok(pod) => panic!("{handler}: a {field} pod ran: {}", pod.id),
+                Err(e) => e,
+            };
+            eprintln!("{handler} refused a {field} pod: {}", e.message());
+            let want =
+                format!("{field}: tent's profile refuses sharing the host's {name} namespace");
+            assert!(e.message().contains(&want), "{handler}: {e:?}");
+        }
+    });
+}
+
+/// containerd 2.1.x's CRI dereferences a nil spec when a `sandboxer = "shim"` handler runs a
+/// hostNetwork pod (containerd/containerd#12983, fixed upstream by #13131 after 2.1.9): the
+/// daemon panics before tent is asked. Run on a daemon of its own; where containerd answers,
+/// tent refuses the pod as it refuses hostIPC/hostPID.
+#[test]
+fn host_network_pod_is_refused_or_crashes_containerd_before_tent_is_asked() {
+    if skip() {
+        return;
+    }
+    let ctd = Containerd::start();
+    let cri = Cri::connect(&ctd);
+    let mut config = pod_config(&ctd, "host-net");
+    config.hostname = host_name();
+    pod_linux(&mut config)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options = Some(NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        ..pod_namespaces()
+    });
+    let uid = config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default();
+    match cri.run_pod_sandbox(&config, TENT_PAUSELESS) {
+        Ok(id) => panic!("a hostNetwork pod ran on tent-pauseless: {id}"),
+        Err(e) if e.code() == tonic::Code::Unknown || e.code() == tonic::Code::Unavailable => {
+            let log = std::fs::read_to_string(ctd.log_path()).unwrap_or_default();
+            assert!(
+                log.contains("panic: runtime error: invalid memory address")
+                    && log.contains("NewBundle"),
+                "RunPodSandbox failed without an answer, but not with containerd's known panic: {e:?}\n{}",
+                ctd.log_tail(40)
+            );
+            eprintln!(
+                "KNOWN containerd {} bug (containerd/containerd#12983): a hostNetwork pod on a shim sandboxer crashes the daemon before tent is asked",
+                ctd.version()
+            );
+            // Nothing of the pod was made: containerd died in its own bundle set-up.
+            assert!(
+                !ctd.shim_pids("").into_iter().any(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/cwd/config.json"))
+                        .unwrap_or_default()
+                        .contains(&uid)
+                }),
+                "a shim of the hostNetwork pod runs"
+            );
+        }
+        Err(e) => {
+            eprintln!("tent-pauseless refused a hostNetwork pod: {}", e.message());
+            assert!(
+                e.message().contains(
+                    "hostNetwork: tent's profile refuses sharing the host's network namespace"
+                ),
+                "{e:?}"
+            );
+            cri.assert_pod_gone(None, &[], &uid);
+        }
+    }
 }

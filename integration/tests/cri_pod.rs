@@ -1,5 +1,6 @@
-//! Pods through containerd's CRI exactly as kubelet drives them, on the handlers `tent` and
-//! `runc` in the same run (`on_each_handler`: runc validates every assertion):
+//! Pods through containerd's CRI exactly as kubelet drives them, on the handlers `tent`,
+//! `tent-pauseless` (containerd 2.x) and `runc` in the same run (`on_each_handler`: runc
+//! validates every assertion):
 //! - RunPodSandbox → CreateContainer → StartContainer → Running; ExecSync's output and exit
 //!   code; the container log in CRI format and ReopenContainerLog; one shim per pod, none after
 //!   StopPodSandbox + RemovePodSandbox (the `Pod` guard's leak check);
@@ -10,6 +11,8 @@
 //! - the pod's shared network (TCP on 127.0.0.1), IPC and UTS namespaces; the pid namespace
 //!   shared only with shareProcessNamespace;
 //! - a container restarted in the same pod (attempt 1);
+//! - StopPodSandbox with running containers: both killed (137), the pod not ready, its shim
+//!   (and a pauseless pod's pins) kept until RemovePodSandbox, which leaves nothing;
 //! - securityContext: runAsUser/Group, supplementalGroups, readOnlyRootFilesystem,
 //!   capabilities add/drop, allowPrivilegeEscalation=false, the default masked and read-only
 //!   /proc and /sys paths.
@@ -110,6 +113,15 @@ fn pod_runs_containers_with_exec_sync_logs_and_one_shim() {
             st.status.map(|s| s.state),
             Some(api::PodSandboxState::SandboxReady as i32)
         );
+        // The sandbox's pid: the pause process's, or 0 for a pauseless pod (no process).
+        let info: Value = serde_json::from_str(st.info.get("info").map_or("{}", String::as_str))
+            .expect("PodSandboxStatus info json");
+        let sandbox_pid = info["pid"].as_i64();
+        if is_pauseless(handler) {
+            assert_eq!(sandbox_pid, Some(0), "{handler}: {info}");
+        } else {
+            assert!(sandbox_pid.is_some_and(|p| p > 0), "{handler}: {info}");
+        }
         let app_cfg = container_config(
             "app",
             &[
@@ -560,11 +572,16 @@ fn share_process_namespace_shows_the_other_containers_processes() {
             );
             let pid1 = pod.exec_ok(&b, &["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline"]);
             if shared {
-                // PID 1 is the sandbox's (pause) process, as with kubelet.
+                // PID 1 is the sandbox's process, as with kubelet: the pause container's,
+                // or tent's pod init in a pauseless pod.
                 assert!(
                     !pid1.contains("tent-testbin"),
                     "{handler}: pid 1 is {pid1:?}"
                 );
+                if is_pauseless(handler) {
+                    let comm = pod.exec_ok(&b, &["cat", "/proc/1/comm"]);
+                    assert_eq!(comm.trim(), "tent-pod-init", "{handler}: pid 1");
+                }
                 let seen_a = visible_cmdlines(&pod, &a);
                 assert!(
                     seen_a.contains("tent-testbin wait-term"),
@@ -740,5 +757,78 @@ fn security_context_fields_reach_the_process() {
             );
         }
         pod.remove();
+    });
+}
+
+#[test]
+fn stop_pod_sandbox_with_running_containers_kills_them_and_remove_leaves_nothing() {
+    let ctd = Containerd::shared();
+    let cri = Cri::connect(ctd);
+    on_each_handler(|handler| {
+        let mut pod = run_pod(&cri, "stop-pod", handler);
+        // One that exits 42 on SIGTERM, one that ignores it: 137 for both proves a SIGKILL.
+        let a = pod.run_container(&container_config("a", &WAIT));
+        let b = pod.run_container(&container_config(
+            "b",
+            &["/bin/tent-testbin", "ignore-term"],
+        ));
+        let pids = [pod.pid(&a), pod.pid(&b)];
+        let shims = pod.shim_pids();
+        assert_eq!(shims.len(), 1, "{handler}: shims of the pod: {shims:?}");
+        let sandbox_bundle = ctd
+            .state_dir()
+            .join("io.containerd.sandbox.controller.v1.shim")
+            .join(CRI_NAMESPACE)
+            .join(&pod.id);
+
+        // kubelet may go straight to StopPodSandbox (a pod deleted with grace period 0):
+        // containerd's CRI kills the pod's containers itself, with no grace period, then
+        // stops the sandbox.
+        cri.stop_pod_sandbox(&pod.id)
+            .unwrap_or_else(|e| panic!("StopPodSandbox on {handler}: {e}\n{}", ctd.log_tail(30)));
+        for id in [&a, &b] {
+            let st = pod.wait_state(id, ContainerState::ContainerExited, Duration::from_secs(30));
+            assert_eq!(
+                st.exit_code, 137,
+                "{handler}: {id} after StopPodSandbox: {st:?}"
+            );
+            assert!(st.finished_at >= st.started_at, "{handler}: {st:?}");
+        }
+        for p in pids {
+            assert!(
+                !cmdline(p).contains("tent-testbin"),
+                "{handler}: container process {p} runs after StopPodSandbox: {}",
+                cmdline(p)
+            );
+        }
+        let st = cri.pod_sandbox_status(&pod.id).expect("PodSandboxStatus");
+        assert_eq!(
+            st.status.as_ref().map(|s| s.state),
+            Some(api::PodSandboxState::SandboxNotready as i32),
+            "{handler}: {st:?}"
+        );
+        // The pod's shim stays until RemovePodSandbox on every handler (containerd keeps the
+        // stopped tasks, and a pauseless sandbox is shut down only at its removal) ...
+        for p in &shims {
+            assert!(
+                Path::new(&format!("/proc/{p}")).exists(),
+                "{handler}: the pod's shim {p} exited at StopPodSandbox"
+            );
+        }
+        // ... and so do a pauseless pod's namespace pins (ShutdownSandbox removes them).
+        if is_pauseless(handler) {
+            assert!(
+                sandbox_bundle.join("ns-ipc").exists(),
+                "{handler}: the pod's IPC pin went at StopPodSandbox ({})",
+                sandbox_bundle.display()
+            );
+        }
+        // Stop (again, a no-op) and remove: nothing left, shim and pins included.
+        pod.remove();
+        assert!(
+            !sandbox_bundle.exists(),
+            "{handler}: {} left",
+            sandbox_bundle.display()
+        );
     });
 }

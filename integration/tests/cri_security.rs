@@ -1,6 +1,7 @@
 //! tent's security settings through containerd's CRI, driven as kubelet drives it
 //! (RunPodSandbox / CreateContainer / StartContainer / ExecSync / Stop / Remove on the runtime
-//! handlers `tent`, `tent-compat` and `runc`, see `tent_integration::cri`):
+//! handlers `tent`, `tent-compat` and `runc`, and `tent-pauseless` on containerd 2.x where
+//! tent's profile is checked, see `tent_integration::cri`):
 //! - seccomp: `RuntimeDefault` is containerd's profile as given (`keyctl`, user namespaces
 //!   refused, `ptrace` allowed, `AF_ALG` as the version's profile says), a `Localhost` profile
 //!   decides with its own errno, `Unconfined` still gets tent's default filter on `tent` and
@@ -34,6 +35,16 @@ fn skip_on_runc(test: &str) -> bool {
         );
     }
     is_runc()
+}
+
+/// The handlers running tent's own profile: `tent`, and `tent-pauseless` on containerd 2.x
+/// (its containers get the same profile; it cannot be given another).
+fn tent_profile_handlers() -> Vec<&'static str> {
+    let mut v = vec![TENT];
+    if has_pauseless() {
+        v.push(TENT_PAUSELESS);
+    }
+    v
 }
 
 /// `tent-testbin syscalls`' `name=result` lines.
@@ -110,7 +121,9 @@ fn seccomp_runtime_default_is_containerds_profile_on_tent_as_on_runc() {
     }
     let ctd = Containerd::shared();
     let cri = Cri::connect(ctd);
-    for handler in [TENT, RUNC] {
+    let mut list = tent_profile_handlers();
+    list.push(RUNC);
+    for handler in list {
         let mut pod = Pod::run(&cri, pod_config(ctd, "seccomp-default"), handler)
             .unwrap_or_else(|e| panic!("RunPodSandbox on {handler}: {e}"));
         let id = pod.run_container(&with_seccomp(
@@ -222,11 +235,12 @@ fn seccomp_unconfined_gets_tents_default_on_tent_and_nothing_on_compat() {
         ("ptrace_attach", "ok"),
         ("socket_af_alg", alg.as_str()),
     ];
-    for (handler, want) in [
-        (TENT, &tent_default[..]),
-        (TENT_COMPAT, &unfiltered[..]),
-        (RUNC, &unfiltered[..]),
-    ] {
+    let mut list: Vec<(&str, &[(&str, &str)])> = tent_profile_handlers()
+        .into_iter()
+        .map(|h| (h, &tent_default[..]))
+        .collect();
+    list.extend([(TENT_COMPAT, &unfiltered[..]), (RUNC, &unfiltered[..])]);
+    for (handler, want) in list {
         let mut pod = Pod::run(&cri, pod_config(ctd, "seccomp-unconfined"), handler)
             .unwrap_or_else(|e| panic!("RunPodSandbox on {handler}: {e}"));
         let id = pod.run_container(&with_seccomp("probe", profile(ProfileType::Unconfined, "")));
@@ -265,30 +279,36 @@ fn dangerous_capability_is_refused_on_tent_and_runs_on_compat() {
         c
     };
 
-    let mut pod = Pod::run(&cri, pod_config(ctd, "cap-admin"), TENT)
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-    let keeper = pod.run_container(&container_config("keeper", &WAIT));
-    let err = create_and_start(&mut pod, &admin("admin"))
-        .expect_err("a container adding CAP_SYS_ADMIN must not run on handler tent");
-    eprintln!("tent refused capabilities.add SYS_ADMIN: {}", err.message());
-    assert!(
-        err.message().contains(
-            "securityContext.capabilities.add: CAP_SYS_ADMIN is refused by tent's profile"
-        ),
-        "{err:?}"
-    );
-    // The pod and its other container are untouched.
-    pod.wait_state(&keeper, ContainerState::ContainerRunning, Duration::ZERO);
-    assert_eq!(
-        pod.exec_ok(&keeper, &["echo", "still here"]),
-        "still here\n"
-    );
-    let ready = cri.pod_sandbox_status(&pod.id).expect("PodSandboxStatus");
-    assert_eq!(
-        ready.status.map(|s| s.state),
-        Some(api::PodSandboxState::SandboxReady as i32)
-    );
-    pod.remove();
+    for handler in tent_profile_handlers() {
+        let mut pod = Pod::run(&cri, pod_config(ctd, "cap-admin"), handler)
+            .unwrap_or_else(|e| panic!("RunPodSandbox on {handler}: {e}"));
+        let keeper = pod.run_container(&container_config("keeper", &WAIT));
+        let err = create_and_start(&mut pod, &admin("admin"))
+            .expect_err("a container adding CAP_SYS_ADMIN must not run on tent's profile");
+        eprintln!(
+            "{handler} refused capabilities.add SYS_ADMIN: {}",
+            err.message()
+        );
+        assert!(
+            err.message().contains(
+                "securityContext.capabilities.add: CAP_SYS_ADMIN is refused by tent's profile"
+            ),
+            "{handler}: {err:?}"
+        );
+        // The pod and its other container are untouched.
+        pod.wait_state(&keeper, ContainerState::ContainerRunning, Duration::ZERO);
+        assert_eq!(
+            pod.exec_ok(&keeper, &["echo", "still here"]),
+            "still here\n"
+        );
+        let ready = cri.pod_sandbox_status(&pod.id).expect("PodSandboxStatus");
+        assert_eq!(
+            ready.status.map(|s| s.state),
+            Some(api::PodSandboxState::SandboxReady as i32),
+            "{handler}"
+        );
+        pod.remove();
+    }
 
     let mut pod = Pod::run(&cri, pod_config(ctd, "cap-admin-compat"), TENT_COMPAT)
         .unwrap_or_else(|e| panic!("RunPodSandbox on tent-compat: {e}"));
@@ -322,7 +342,8 @@ fn host_network_pod_is_refused_on_tent_leaving_nothing_and_runs_on_compat() {
             .network = NamespaceMode::Node as i32;
         p
     };
-    // Pod::run checks that a refused pod left nothing behind.
+    // Pod::run checks that a refused pod left nothing behind (tent-pauseless's refusal:
+    // cri_pauseless.rs).
     let err = match Pod::run(&cri, host_net("host-net"), TENT) {
         Ok(pod) => panic!("a hostNetwork pod ran on handler tent: {}", pod.id),
         Err(e) => e,
@@ -375,19 +396,27 @@ fn privileged_is_refused_on_tent_naming_the_field_and_runs_on_compat() {
     let want = "securityContext.privileged";
     // kubelet runs a pod with a privileged container in a privileged sandbox; whichever of
     // the sandbox or the container tent sees first is refused, naming the field.
-    match Pod::run(&cri, privileged_pod("priv"), TENT) {
-        Err(e) => {
-            eprintln!("tent refused a privileged sandbox: {}", e.message());
-            assert!(e.message().contains(want), "RunPodSandbox: {e:?}");
-        }
-        Ok(mut pod) => {
-            let keeper = pod.run_container(&container_config("keeper", &WAIT));
-            let err = create_and_start(&mut pod, &privileged("priv"))
-                .expect_err("a privileged container must not run on handler tent");
-            eprintln!("tent refused a privileged container: {}", err.message());
-            assert!(err.message().contains(want), "{err:?}");
-            pod.wait_state(&keeper, ContainerState::ContainerRunning, Duration::ZERO);
-            pod.remove();
+    for handler in tent_profile_handlers() {
+        match Pod::run(&cri, privileged_pod("priv"), handler) {
+            Err(e) => {
+                eprintln!("{handler} refused a privileged sandbox: {}", e.message());
+                assert!(
+                    e.message().contains(want),
+                    "RunPodSandbox on {handler}: {e:?}"
+                );
+            }
+            Ok(mut pod) => {
+                let keeper = pod.run_container(&container_config("keeper", &WAIT));
+                let err = create_and_start(&mut pod, &privileged("priv"))
+                    .expect_err("a privileged container must not run on tent's profile");
+                eprintln!(
+                    "{handler} refused a privileged container: {}",
+                    err.message()
+                );
+                assert!(err.message().contains(want), "{handler}: {err:?}");
+                pod.wait_state(&keeper, ContainerState::ContainerRunning, Duration::ZERO);
+                pod.remove();
+            }
         }
     }
 
@@ -422,23 +451,26 @@ fn namespaced_pod_sysctls_apply_inside_the_pod_only() {
         ("net.ipv4.ip_local_port_range", "40000 50000"),
     ];
     let before: Vec<String> = sysctls.iter().map(|(k, _)| host_sysctl(k)).collect();
-    let mut cfg = pod_config(ctd, "sysctls");
-    pod_linux(&mut cfg).sysctls = sysctls
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut pod = Pod::run(&cri, cfg, TENT).unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-    let id = pod.run_container(&container_config("c", &WAIT));
-    for (k, v) in sysctls {
-        let got = pod.exec_ok(&id, &["cat", &format!("/proc/sys/{}", k.replace('.', "/"))]);
-        // The kernel prints the range tab-separated.
-        assert_eq!(
-            got.split_whitespace().collect::<Vec<_>>(),
-            v.split_whitespace().collect::<Vec<_>>(),
-            "{k} in the pod"
-        );
+    for handler in tent_profile_handlers() {
+        let mut cfg = pod_config(ctd, "sysctls");
+        pod_linux(&mut cfg).sysctls = sysctls
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut pod = Pod::run(&cri, cfg, handler)
+            .unwrap_or_else(|e| panic!("RunPodSandbox on {handler}: {e}"));
+        let id = pod.run_container(&container_config("c", &WAIT));
+        for (k, v) in sysctls {
+            let got = pod.exec_ok(&id, &["cat", &format!("/proc/sys/{}", k.replace('.', "/"))]);
+            // The kernel prints the range tab-separated.
+            assert_eq!(
+                got.split_whitespace().collect::<Vec<_>>(),
+                v.split_whitespace().collect::<Vec<_>>(),
+                "{handler}: {k} in the pod"
+            );
+        }
+        pod.remove();
     }
-    pod.remove();
     let after: Vec<String> = sysctls.iter().map(|(k, _)| host_sysctl(k)).collect();
     assert_eq!(before, after, "the host's values are unchanged");
 }
@@ -452,7 +484,9 @@ fn host_sysctl_is_refused_naming_it_and_the_host_keeps_its_value() {
     let cri = Cri::connect(ctd);
     let key = "kernel.core_pattern";
     let before = host_sysctl(key);
-    for handler in [TENT, TENT_COMPAT, RUNC] {
+    let mut list = tent_profile_handlers();
+    list.extend([TENT_COMPAT, RUNC]);
+    for handler in list {
         let mut cfg = pod_config(ctd, "core-pattern");
         pod_linux(&mut cfg).sysctls =
             HashMap::from([(key.to_string(), "/tmp/tent-cri-core.%p".to_string())]);

@@ -171,6 +171,7 @@ impl Sandbox {
         let id = req.sandbox_id.clone();
         let config = PodConfig::decode(req.options.as_ref().map_or(&[][..], |a| &a.value))?;
         refuse_unsupported(&config)?;
+        refuse_host_namespaces(&config, &tent_runtime::Profile::default())?;
         let Some(exe) = self.exe.clone() else {
             return Err(Error::Unimplemented(
                 "CreateSandbox: no pod helper in this shim".into(),
@@ -436,6 +437,30 @@ fn refuse_unsupported(c: &PodConfig) -> Result<()> {
     Ok(())
 }
 
+/// A pauseless pod's containers run under `profile` (tent's default: containerd 2.1 gives a
+/// `sandboxer = "shim"` handler no options), so a host namespace it refuses is refused here,
+/// before anything is made, naming kubelet's field as the `tent` handler's refused pause
+/// container does; not a ready pod whose every container is refused.
+fn refuse_host_namespaces(c: &PodConfig, profile: &tent_runtime::Profile) -> Result<()> {
+    if profile.mode == tent_runtime::Mode::Compat {
+        return Ok(());
+    }
+    for (mode, field, name) in [
+        (c.network, "hostNetwork", "network"),
+        (c.ipc, "hostIPC", "ipc"),
+        (c.pid, "hostPID", "pid"),
+    ] {
+        if mode == Mode::Node && !profile.allow.host_namespaces.iter().any(|n| n == name) {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: tent's profile refuses sharing the host's {name} namespace \
+                 (a tent-pauseless pod runs tent's default profile, which its handler cannot \
+                 change: run the pod with runtimeClassName: tent-compat)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Files, then namespaces, then the state file; undone in reverse on error.
 fn make(
     exe: &tent_runtime::InitExe,
@@ -667,6 +692,55 @@ mod tests {
             })
             .is_ok());
         }
+    }
+
+    #[test]
+    fn host_namespaces_are_refused_unless_the_profile_allows_them() {
+        let tent = tent_runtime::Profile::default();
+        assert!(refuse_host_namespaces(&PodConfig::default(), &tent).is_ok());
+        for (c, field) in [
+            (
+                PodConfig {
+                    network: Mode::Node,
+                    ..Default::default()
+                },
+                "hostNetwork: ",
+            ),
+            (
+                PodConfig {
+                    ipc: Mode::Node,
+                    ..Default::default()
+                },
+                "hostIPC: ",
+            ),
+            (
+                PodConfig {
+                    pid: Mode::Node,
+                    ..Default::default()
+                },
+                "hostPID: ",
+            ),
+        ] {
+            let e = refuse_host_namespaces(&c, &tent).expect_err(field);
+            assert!(e.to_string().contains(field), "{e}");
+            let compat = tent_runtime::Profile {
+                mode: tent_runtime::Mode::Compat,
+                ..Default::default()
+            };
+            assert!(refuse_host_namespaces(&c, &compat).is_ok());
+        }
+        let net_allowed = tent_runtime::Profile {
+            allow: tent_runtime::Allow {
+                host_namespaces: vec!["network".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let host_net = PodConfig {
+            network: Mode::Node,
+            ..Default::default()
+        };
+        assert!(refuse_host_namespaces(&host_net, &net_allowed).is_ok());
     }
 
     #[tokio::test(flavor = "current_thread")]
