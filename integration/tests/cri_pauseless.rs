@@ -93,10 +93,12 @@ fn pauseless_pod_shares_namespaces_files_and_leaves_nothing() {
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", ctd.log_tail(40)));
 
     // No sandbox container: containerd knows the pod only as a sandbox.
-    let info = ctd.ctr(&["-n", CRI_NAMESPACE, "containers", "info", &pod.id]);
+    // (`--namespace`: ctr refuses `-n` beside the harness's `--namespace`.)
+    let info = ctd.ctr(&["--namespace", CRI_NAMESPACE, "containers", "info", &pod.id]);
+    let err = String::from_utf8_lossy(&info.stderr);
     assert!(
-        !info.status.success(),
-        "a container {} exists for the pauseless pod",
+        !info.status.success() && err.contains("not found"),
+        "a container {} exists for the pauseless pod (or ctr failed otherwise): {err}",
         pod.id
     );
     let st = cri.pod_sandbox_status(&pod.id).expect("PodSandboxStatus");
@@ -603,4 +605,71 @@ fn host_network_pod_is_refused_or_crashes_containerd_before_tent_is_asked() {
             cri.assert_pod_gone(None, &[], &uid);
         }
     }
+}
+
+/// containerd's images in namespace `k8s.io` (`ctr images ls -q`).
+fn cri_images(ctd: &Containerd) -> Vec<String> {
+    let o = ctd.ctr(&["--namespace", CRI_NAMESPACE, "images", "ls", "-q"]);
+    assert!(o.status.success(), "ctr images ls: {o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn pauseless_pod_needs_no_pause_image() {
+    if skip() {
+        return;
+    }
+    // A daemon of its own: its sandbox image is removed, which every pause pod needs.
+    let ctd = Containerd::start();
+    const PAUSE: &str = "docker.io/library/tent-test:pause";
+    let images = cri_images(&ctd);
+    assert!(
+        images.iter().any(|i| i == PAUSE),
+        "{PAUSE} imported: {images:?}"
+    );
+    ctd.ctr_result(&[
+        "--namespace",
+        CRI_NAMESPACE,
+        "images",
+        "rm",
+        "--sync",
+        PAUSE,
+    ])
+    .assert_ok();
+    let t = Instant::now();
+    while cri_images(&ctd).iter().any(|i| i == PAUSE) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{PAUSE} still listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cri = Cri::connect(&ctd);
+    // The control: a pod on the pause path cannot start without it (there is no registry to
+    // pull it from), so the image is really gone for the CRI.
+    let refused = Pod::run(&cri, pod_config(&ctd, "with-pause"), TENT);
+    let e = match refused {
+        Ok(_) => panic!("a pause pod started without its sandbox image"),
+        Err(e) => e,
+    };
+    assert!(e.message().contains("tent-test:pause"), "{e}");
+    // A pauseless pod starts, runs a container and is removed leaving nothing.
+    let mut pod =
+        Pod::run(&cri, pod_config(&ctd, "no-pause"), TENT_PAUSELESS).unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox without a pause image: {e}\n{}",
+                ctd.log_tail(40)
+            )
+        });
+    let c = pod.run_container(&container_config("c", &WAIT));
+    let r = cri.exec_sync(&c, &["hostname"], 30).expect("ExecSync");
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "no-pause");
+    assert!(
+        !cri_images(&ctd).iter().any(|i| i == PAUSE),
+        "the pauseless pod pulled or imported {PAUSE}"
+    );
+    pod.remove();
 }
