@@ -238,9 +238,9 @@ pub fn cleanup_bundle(bundle: &Path, id: &str) -> Result<Option<i32>> {
 }
 
 /// Statistics of a cgroup by its path (a pod's `cgroup_parent`, holding its containers'
-/// cgroups): pod stats for a sandbox without a pause container.
+/// cgroups; cgroupfs or systemd slice form): pod stats for a sandbox without a pause container.
 pub fn cgroup_stats(path: &str) -> Result<Stats> {
-    let path = cgroups::path::CgroupPath::parse(path, "pod")?;
+    let path = cgroups::path::CgroupPath::parse_parent(path)?;
     cgroups::stats::collect(&cgroups::manager::CgroupManager::load(path))
 }
 

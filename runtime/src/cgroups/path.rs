@@ -63,6 +63,24 @@ impl CgroupPath {
         }
         Ok(CgroupPath(rel))
     }
+
+    /// A pod's `cgroup_parent` as kubelet sends it: a cgroupfs path, or with the systemd
+    /// driver the bare slice name (`kubepods-besteffort-pod<uid>.slice`), expanded as systemd
+    /// lays slices out.
+    pub fn parse_parent(parent: &str) -> Result<CgroupPath> {
+        if !parent.contains('/') && !parent.contains(':') && parent.ends_with(".slice") {
+            let rel = expand_slice(parent)
+                .map_err(|r| Error::spec("cgroup_parent", format!("{parent:?}: {r}")))?;
+            if rel.is_empty() {
+                return Err(Error::spec(
+                    "cgroup_parent",
+                    format!("{parent:?} names the root cgroup"),
+                ));
+            }
+            return Ok(CgroupPath(rel));
+        }
+        CgroupPath::parse(parent, "pod")
+    }
 }
 
 /// The slice and unit of a systemd-form `linux.cgroupsPath` (`slice:prefix:name`);
@@ -167,5 +185,24 @@ mod tests {
         let n = systemd_name(":tent:x").map(|n| n.slice);
         assert_eq!(n.as_deref(), Some("system.slice"));
         assert!(systemd_name("/kubepods/pod1/c1").is_none());
+    }
+
+    #[test]
+    fn pod_parents() {
+        let pp = |s: &str| match CgroupPath::parse_parent(s) {
+            Ok(p) => p.0,
+            Err(e) => format!("ERR {e}"),
+        };
+        assert_eq!(
+            pp("kubepods-besteffort-pod12.slice"),
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice"
+        );
+        assert_eq!(
+            pp("/kubepods/besteffort/pod12"),
+            "kubepods/besteffort/pod12"
+        );
+        assert!(pp("-.slice").starts_with("ERR cgroup_parent: "));
+        assert!(pp("a--b.slice").starts_with("ERR cgroup_parent: "));
+        assert!(pp("/kubepods/../x").starts_with("ERR"));
     }
 }
