@@ -61,5 +61,40 @@ class MarkdownTest(unittest.TestCase):
                 self.assertTrue(agrees(cols[5], cols[7], tgt), line)
 
 
+class PodTableTest(unittest.TestCase):
+    def result(self, pl_start):
+        st = lambda v: {"samples": [v], "failures": 0, "error": None,
+                        "stats": {"median": v, "min": v, "max": v, "n": 1}}
+        mem = lambda shim, pause: {"pods": 2, "shim_processes": 2, "per_pod_kb": {
+            "shim_rss": shim, "shim_pss": shim / 4, "pause_rss": pause, "pause_pss": pause,
+            "rss": shim + pause, "pss": shim / 4 + pause}}
+        return {"meta": {}, "params": {"runs": 1, "pods": 2}, "results": {"pod": {
+            "handler": "tent", "pods": 2, "containerd": "2.1",
+            "start": {"pauseless": st(pl_start), "tent": st(0.4), "runc": st(1.0)},
+            "teardown": {"pauseless": st(0.2), "tent": st(0.3), "runc": st(1.0)},
+            "memory": {"pauseless": mem(1024, 0), "tent": mem(2048, 512),
+                       "runc": mem(10240, 512)},
+            "cni": {"setup": {"median": 0.1, "n": 5}, "teardown": {"median": 0.05, "n": 5}}}}}
+
+    def test_three_columns_and_both_ratios(self):
+        md = "\n".join(report.pod_table(self.result(0.3)))
+        start = next(l for l in md.splitlines() if l.startswith("| pod start"))
+        cols = [c.strip() for c in start.split("|")][1:-1]
+        self.assertEqual(len(cols), 10, start)
+        self.assertEqual(cols[4:7], ["0.300", "≤ 0.35", "✅ met"])
+        self.assertEqual(cols[7:10], ["0.400", "≤ 0.45", "✅ met"])
+        rss = next(l for l in md.splitlines() if l.startswith("| pod RSS"))
+        self.assertIn("no pause process", rss)
+        cols = [c.strip() for c in rss.split("|")][1:-1]
+        self.assertEqual(cols[4:7], [f"{1024 / 10752:.3f}", "≤ 0.15", "✅ met"])
+        self.assertIn("containerd 2.1", md)
+        self.assertIn("pauseless too", md)
+
+    def test_missed_target_is_said(self):
+        md = "\n".join(report.pod_table(self.result(0.5)))
+        start = next(l for l in md.splitlines() if l.startswith("| pod start"))
+        self.assertIn("❌ missed", start.split("|")[7])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
