@@ -39,7 +39,8 @@
 #   --phases N            afterwards, N more runs of each runtime traced with perf (exec/exit
 #                         tracepoints + containerd events): per-phase medians appended to the
 #                         report (hack/bench/phases.py; needs `perf`)
-#   --debug               containerd log level debug (for profiling; slows containerd a bit)
+#   --debug               containerd log level debug (for profiling; slows containerd a bit);
+#                         row 4 then gets a per-phase table (hack/bench/pod_phases.py)
 #   --keep                leave the daemon running at the end (prints how to stop it)
 #   --out DIR             results directory (default: bench-results/ for a full run,
 #                         .cache/bench/ for a quick or custom one)
@@ -310,6 +311,11 @@ if ((PHASES)); then
     log "WARNING: --phases needs a working perf (apt-get install linux-perf); skipped"
   fi
 fi
+# Row 4 per phase, from the 2.x daemon's debug log (before the EXIT trap removes it).
+if ((DEBUG)) && [[ ",$ONLY," == *,pod,* && -n "$POD_CTD" && -f "$POD_CTD/containerd.log" ]]; then
+  "$PY" "$REPO/hack/bench/pod_phases.py" "$POD_CTD/containerd.log" >"$WORK/pod-phases.md" 2>&1 \
+    || log "WARNING: pod_phases.py failed"
+fi
 cp "$RESULT" "$OUT/$STAMP.json"
 cp "$RESULT" "$OUT/latest.json"
 "$PY" "$REPO/hack/bench/report.py" "$RESULT" --md "$OUT/$STAMP.md" --png "$OUT/latest.png" \
@@ -317,6 +323,13 @@ cp "$RESULT" "$OUT/latest.json"
 if [[ -s "$WORK/phases.txt" ]]; then
   { echo; echo "## Where the time goes (one \`ctr run --rm /bin/true\`, perf exec/exit tracepoints + containerd events)"
     echo; echo '```'; cat "$WORK/phases.txt"; echo '```'; } >>"$OUT/$STAMP.md"
+fi
+if [[ -s "$WORK/pod-phases.md" ]]; then
+  { echo; echo "## Row 4: where a pod start goes (containerd debug log, hack/bench/pod_phases.py)"
+    echo; echo "Phases between CRI log lines, so each holds containerd's work too: netns and cni are outside"
+    echo "any runtime; sandbox is shim start + CreateSandbox/StartSandbox (pauseless) or the pause"
+    echo "container (others); create is containerd alone; start is the task's create + start."
+    echo; cat "$WORK/pod-phases.md"; } >>"$OUT/$STAMP.md"
 fi
 cp "$OUT/$STAMP.md" "$OUT/latest.md"
 log "wrote $OUT/latest.md, $OUT/latest.png, $OUT/$STAMP.md ($OUT/$STAMP.json: raw samples)"

@@ -235,11 +235,11 @@ def markdown(data):
             f"other heavy processes ({', '.join(L.get('busy_names') or []) or 'none'}) seen in "
             f"{busy}/{L.get('samples')} one-second samples"
             + (" — **numbers measured under load from other builds**" if busy else ""))
-    lines += ["", "| # | benchmark | tent: median (min–max) | runc: median (min–max) | tent/runc | "
-              "target | status |", "|---|---|---|---|---|---|---|"]
-    for num, label, tc, rc, q, tgt, st, *_ in rows(data):
-        if num == "4":
-            continue  # its own table (three columns), below
+    main = [r for r in rows(data) if r[0] != "4"]  # row 4 has its own table (three columns)
+    if main:
+        lines += ["", "| # | benchmark | tent: median (min–max) | runc: median (min–max) | "
+                  "tent/runc | target | status |", "|---|---|---|---|---|---|---|"]
+    for num, label, tc, rc, q, tgt, st, *_ in main:
         lines.append(f"| {num} | {label} | {tc} | {rc} | {q} | {tgt} | {st} |")
     lines += pod_table(data)
     idle = R.get("idle_shim") or {}

@@ -96,5 +96,24 @@ class PodTableTest(unittest.TestCase):
         self.assertIn("❌ missed", start.split("|")[7])
 
 
+class PodPhasesTest(unittest.TestCase):
+    def test_phases_per_handler(self):
+        import pod_phases
+        t = lambda ms: f'time="2026-12-02T05:01:31.{ms:03d}000000Z" level=info '
+        pod = lambda h, base: [
+            t(base) + 'msg="RunPodSandbox for &PodSandboxMetadata{Name:bench-' + h + '-3,Uid:u,Namespace:n,Attempt:0,}"',
+            t(base + 2) + 'level=debug msg="begin cni setup" podsandboxid=x',
+            t(base + 30) + 'level=debug msg="cni result: {}"',
+            t(base + 40) + 'msg="RunPodSandbox for &PodSandboxMetadata{Name:bench-' + h + '-3,Uid:u,Namespace:n,Attempt:0,} returns sandbox id \\"x\\""',
+            t(base + 45) + 'msg="CreateContainer within sandbox \\"x\\" for &ContainerMetadata{Name:app,Attempt:0,} returns container id \\"y\\""',
+            t(base + 60) + 'msg="StartContainer for \\"y\\" returns successfully"']
+        res = pod_phases.parse(pod("tent-pauseless", 0) + pod("runc", 100) + pod("runc", 200)[:4])
+        self.assertEqual(sorted(res), ["runc", "tent-pauseless"])
+        self.assertEqual(len(res["runc"]), 1, "an incomplete pod is left out")
+        got = [round(x * 1000) for x in res["tent-pauseless"][0]]
+        self.assertEqual(got, [2, 28, 10, 5, 15])
+        self.assertIn("| total | 60.0 | 60.0 |", pod_phases.table(res))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
