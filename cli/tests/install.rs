@@ -115,6 +115,12 @@ fn round_trip(d: &Daemon, changed: &std::path::Path) {
 
     let o = d.tent(&["doctor", "--json"]);
     assert_eq!(o.code, Some(0), "doctor after install:\n{o}");
+    // The pauseless handler is checked where it was registered, a note where it cannot be.
+    if d.v3() {
+        assert!(o.stdout.contains("\"tent-pauseless sandboxer\""), "{o}");
+    } else {
+        assert!(o.stdout.contains("no shim sandboxer"), "{o}");
+    }
     assert!(
         o.stdout.contains(&format!("shim version {shim_dest}")),
         "{o}"
