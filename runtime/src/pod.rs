@@ -8,11 +8,6 @@
 //! sysctls. [`PodNamespaces::destroy`] (and [`remove_pins`] after a crash) unmount the
 //! pins, which ends the namespaces once no container is in them.
 //!
-//! The common pod (its own IPC and/or UTS namespace, no sysctls, no shared PID namespace)
-//! skips the re-exec: a raw fork child that makes only system calls on memory prepared
-//! before the fork ([`pin_by_fork`]) does the same unshare, sethostname and bind mounts
-//! (measured: about 3–5 ms less per pod start than spawning the helper).
-//!
 //! A pod that shares its PID namespace (shareProcessNamespace) needs a PID 1: the helper
 //! also unshares the PID namespace and forks tent's pod init (`child/pod.rs`), which only
 //! reaps orphans and exits on SIGTERM; its pid is the sandbox's.
@@ -71,12 +66,7 @@ impl PodNamespaces {
         if pins.ipc.is_none() && pins.uts.is_none() && req.sysctls.is_empty() && !req.pid {
             return Ok(pins);
         }
-        let fast = req.sysctls.is_empty() && !req.pid;
         let result = pins.make_files().and_then(|()| {
-            if fast {
-                return pin_by_fork(pins.ipc.as_deref(), pins.uts.as_deref(), req.hostname)
-                    .map(|()| None);
-            }
             run_helper(
                 exe,
                 PodJob {
@@ -167,128 +157,6 @@ fn remove_pin(pin: &Path) -> Result<()> {
     }
 }
 
-/// What [`pin_by_fork`]'s child failed at, written to its error pipe as `[step, errno]`.
-const FORK_STEPS: [&str; 4] = [
-    "create the pod's namespaces (unshare)",
-    "set the pod's hostname",
-    "pin the pod's IPC namespace",
-    "pin the pod's UTS namespace",
-];
-
-/// The pod helper's work without a re-exec, for a pod that needs neither sysctls nor a PID
-/// namespace: a raw fork (no atfork handlers) whose child only makes system calls on the
-/// C strings built here (async-signal-safe: nothing of the multi-threaded parent's locks or
-/// allocator is touched), unshares IPC/UTS, sets the hostname, bind-mounts its namespace
-/// files onto the pins and exits. A failure comes back as `[step, errno]` on a pipe.
-fn pin_by_fork(ipc: Option<&Path>, uts: Option<&Path>, hostname: Option<&str>) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let cpath = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Protocol(format!("NUL in pin path {}", p.display())))
-    };
-    let ipc_pin = ipc.map(cpath).transpose()?;
-    let uts_pin = uts.map(cpath).transpose()?;
-    let host = hostname.filter(|_| uts.is_some()).map(str::as_bytes);
-    let mut flags: libc::c_long = libc::SIGCHLD as libc::c_long;
-    if ipc_pin.is_some() {
-        flags |= libc::CLONE_NEWIPC as libc::c_long;
-    }
-    if uts_pin.is_some() {
-        flags |= libc::CLONE_NEWUTS as libc::c_long;
-    }
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys("pipe for the pod namespaces", e))?;
-    let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
-    let bind = libc::MS_BIND as libc::c_ulong;
-    // The reaper's waitpid(-1) must not collect this child before we wait for it.
-    let guard = crate::exe::spawn_guard();
-    // SAFETY: a fork (clone without a new stack or CLONE_VM) of a multi-threaded process:
-    // the child runs only the raw system calls below, on memory prepared before the fork,
-    // and leaves by exit_group; it never returns into Rust code of the parent.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
-    if pid == 0 {
-        // SAFETY: the child: raw system calls on valid pointers, then _exit.
-        unsafe {
-            let fail = |step: i32| -> ! {
-                let report = [step, *libc::__errno_location()];
-                libc::write(
-                    wr_fd,
-                    report.as_ptr().cast(),
-                    std::mem::size_of_val(&report),
-                );
-                libc::_exit(1)
-            };
-            if let Some(h) = host {
-                if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
-                    fail(1);
-                }
-            }
-            if let Some(pin) = &ipc_pin {
-                let src = c"/proc/self/ns/ipc";
-                if libc::mount(
-                    src.as_ptr(),
-                    pin.as_ptr(),
-                    std::ptr::null(),
-                    bind,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    fail(2);
-                }
-            }
-            if let Some(pin) = &uts_pin {
-                let src = c"/proc/self/ns/uts";
-                if libc::mount(
-                    src.as_ptr(),
-                    pin.as_ptr(),
-                    std::ptr::null(),
-                    bind,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    fail(3);
-                }
-            }
-            libc::_exit(0)
-        }
-    }
-    if pid < 0 {
-        let e = nix::errno::Errno::last();
-        drop(guard);
-        return Err(Error::sys(FORK_STEPS[0], e));
-    }
-    drop(wr);
-    let child = nix::unistd::Pid::from_raw(pid as i32);
-    let status = loop {
-        match nix::sys::wait::waitpid(child, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
-    drop(guard);
-    let status = status.map_err(|e| Error::sys("wait for the pod namespaces' child", e))?;
-    if status == nix::sys::wait::WaitStatus::Exited(child, 0) {
-        return Ok(());
-    }
-    let mut report = [0u8; 8];
-    let n = nix::unistd::read(&rd, &mut report).unwrap_or(0);
-    if n != report.len() {
-        // No report: the clone itself failed in the child's setup (unshare).
-        return Err(Error::Protocol(format!(
-            "{}: the child ended with {status:?}",
-            FORK_STEPS[0]
-        )));
-    }
-    let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
-    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-    let what = FORK_STEPS
-        .get(step as usize)
-        .copied()
-        .unwrap_or(FORK_STEPS[0]);
-    Err(Error::sys(what, nix::errno::Errno::from_raw(errno)))
-}
-
 /// runc's sysctl rules against the namespaces the pod will have, before anything exists.
 fn validate_sysctls(req: &PodRequest<'_>) -> Result<()> {
     if req.sysctls.is_empty() {
@@ -347,76 +215,6 @@ fn run_helper(exe: &InitExe, job: PodJob) -> Result<Option<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The fork path (no sysctls, no PID namespace): both pins are namespaces other than
-    /// ours, the UTS one has the pod's hostname, and destroy leaves no mount or file.
-    #[test]
-    fn common_pod_is_pinned_without_the_helper() -> Result<()> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: needs root (namespaces, mounts)");
-            return Ok(());
-        }
-        let dir = std::env::temp_dir().join(format!("tent-pod-fork-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
-        let exe = InitExe::seal_current()?;
-        let none = BTreeMap::new();
-        let ns = PodNamespaces::create(
-            &exe,
-            &PodRequest {
-                dir: &dir,
-                ipc: true,
-                hostname: Some("tent-fork-pod"),
-                netns: None,
-                sysctls: &none,
-                pid: false,
-            },
-        )?;
-        let ino = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        for (pin, own) in [
-            (&ns.ipc, "/proc/self/ns/ipc"),
-            (&ns.uts, "/proc/self/ns/uts"),
-        ] {
-            let pin = pin.as_deref().expect("pinned");
-            let (a, b) = (
-                ino(pin).expect("stat pin"),
-                ino(Path::new(own)).expect("stat own"),
-            );
-            assert_ne!(a, b, "{} is not a new namespace", pin.display());
-        }
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--uts={}", dir.join(UTS_PIN).display()))
-            .arg("hostname")
-            .output()
-            .expect("run nsenter");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tent-fork-pod");
-        assert_eq!(ns.init, None);
-        ns.destroy()?;
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        assert!(!mounts.contains(&dir.display().to_string()), "{mounts}");
-        assert!(!dir.join(IPC_PIN).exists() && !dir.join(UTS_PIN).exists());
-        let _ = std::fs::remove_dir(&dir);
-        Ok(())
-    }
-
-    /// A mount that fails in the fork child comes back as the step and errno, and nothing
-    /// is left (the pins are removed).
-    #[test]
-    fn a_failing_pin_is_reported_by_step() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: needs root");
-            return;
-        }
-        let e = pin_by_fork(Some(Path::new("/nonexistent/tent-pin")), None, None)
-            .expect_err("a pin that does not exist");
-        let msg = e.to_string();
-        assert!(msg.contains("pin the pod's IPC namespace"), "{msg}");
-        assert!(
-            msg.contains("ENOENT") || msg.contains("No such file"),
-            "{msg}"
-        );
-    }
 
     #[test]
     fn sysctls_outside_the_pods_namespaces_are_refused_by_name() {
