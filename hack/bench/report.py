@@ -149,7 +149,8 @@ def pod_table(data):
         return []
     ver = P.get("containerd") or (data["meta"].get("pod_containerd") or data["meta"].get("containerd", "?"))
     lines = ["", f"### 4. pods through the CRI (containerd {ver}, handlers interleaved on one daemon; "
-             f"tent: `{P.get('handler', 'tent')}`)", ""]
+             f"tent: `{P.get('handler', 'tent')}`; tent-pauseless runs tent's default profile: "
+             f"its runtime has no options table)", ""]
     if P.get("error"):
         return lines + [f"Row 4 failed — {P['error'][:300]}"]
     lines += ["| benchmark | tent-pauseless (no pause process) | tent (with pause) | runc | "
