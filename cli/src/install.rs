@@ -25,6 +25,7 @@ pub const HANDLERS: [(&str, &str); 2] =
 /// pause process). No options table and no profile of its own (see `Handler::config_path`).
 pub const PAUSELESS: &str = "tent-pauseless";
 const SHIM: &str = "containerd-shim-tent-v1";
+const STATE: &str = "install-state.json";
 
 /// Every handler name tent may have registered (what uninstall and doctor look for).
 pub fn all_handler_names() -> Vec<String> {
@@ -34,7 +35,6 @@ pub fn all_handler_names() -> Vec<String> {
         .chain([PAUSELESS.to_string()])
         .collect()
 }
-const STATE: &str = "install-state.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Distro {
