@@ -10,8 +10,13 @@
 #   3. shim RSS/PSS (smaps_rollup) with N `sleep 3600` containers (--containers, default 50)
 #   4. pods through the CRI (tent-cri bench, a Rust CRI client): pod start (RunPodSandbox +
 #      CreateContainer + StartContainer) and teardown (StopPodSandbox + RemovePodSandbox),
-#      handlers tent and runc interleaved (--runs); shim + pause RSS/PSS per pod with N pods
-#      running (--pods, default 20)
+#      handlers tent-pauseless (no pause process), tent (with pause) and runc interleaved
+#      (--runs); shim + pause RSS/PSS per pod with N pods running (--pods, default 20).
+#      Row 4 always runs on a private containerd 2.1, all three handlers on that one daemon:
+#      tent-pauseless needs 2.x (`sandboxer = "shim"`), and the three columns are only
+#      comparable when one daemon serves them interleaved. With --containerd 2.1 it is the
+#      daemon of the other rows; otherwise a second private 2.1 daemon is started beside it
+#      (idle during rows 1-3) and stopped at the end. The results say which version row 4 ran.
 #   5. throughput: N containers `run --rm` P at a time, wall time (--tput N, --parallel P,
 #      --rounds R; default 50, 8, 3)
 #   6. the floor, no containerd: tent's runtime CLI vs `runc run` on the same bundle (--runs)
@@ -35,7 +40,8 @@
 #   --phases N            afterwards, N more runs of each runtime traced with perf (exec/exit
 #                         tracepoints + containerd events): per-phase medians appended to the
 #                         report (hack/bench/phases.py; needs `perf`)
-#   --debug               containerd log level debug (for profiling; slows containerd a bit)
+#   --debug               containerd log level debug (for profiling; slows containerd a bit);
+#                         row 4 then gets a per-phase table (hack/bench/pod_phases.py)
 #   --keep                leave the daemon running at the end (prints how to stop it)
 #   --out DIR             results directory (default: bench-results/ for a full run,
 #                         .cache/bench/ for a quick or custom one)
@@ -164,12 +170,14 @@ fi
 # ---- work dir, pinned binaries, daemon, cleanup ------------------------------------------
 WORK="$(mktemp -d /tmp/tent-bench.XXXXXX)"
 CTD="$WORK/ctd"
+POD_CTD=""   # row 4's containerd 2.1 daemon (= CTD with --containerd 2.1)
 FLOOR="$WORK/floor"
 cleanup() {
   local rc=$?
   set +e
   if ((KEEP)) && [[ -d "$CTD" ]]; then
     log "--keep: daemon left running: source $CTD/env; stop with: hack/containerd.sh down $CTD && rm -rf $WORK"
+    [[ -n "$POD_CTD" && "$POD_CTD" != "$CTD" ]] && log "--keep: row 4's 2.1 daemon too: hack/containerd.sh down $POD_CTD"
     return $rc
   fi
   if [[ -d "$FLOOR/runc-root" ]]; then
@@ -178,6 +186,8 @@ cleanup() {
     done
   fi
   [[ -f "$CTD/config.toml" ]] && "$REPO/hack/containerd.sh" down "$CTD" >/dev/null 2>&1
+  [[ -n "$POD_CTD" && "$POD_CTD" != "$CTD" && -f "$POD_CTD/config.toml" ]] \
+    && "$REPO/hack/containerd.sh" down "$POD_CTD" >/dev/null 2>&1
   # Anything still mounted under WORK (e.g. a floor rootfs), deepest first.
   awk -v d="$WORK/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
     while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
@@ -228,6 +238,20 @@ source "$CTD/env"
 # shellcheck disable=SC2153 # TENT_CTR comes from $CTD/env
 "$TENT_CTR" --address "$CONTAINERD_ADDRESS" images ls -q | grep -qx docker.io/library/tent-test:latest \
   || die "image docker.io/library/tent-test:latest not in the daemon (import of $IMAGE_TAR failed?)"
+POD_VER="" POD_ERROR=""
+if [[ ",$ONLY," == *,pod,* ]]; then
+  if [[ "$CTD_VER" == 2.* ]]; then
+    POD_CTD="$CTD" POD_VER="$CTD_VER"
+  else
+    POD_CTD="$WORK/ctd-pod" POD_VER=2.1
+    log "row 4: starting a second private containerd 2.1 in $POD_CTD (tent-pauseless needs 2.x)"
+    TENT_SHIM_DIR="$WORK/shim" TENT_IMAGE="$IMAGE_TAR" "$REPO/hack/containerd.sh" up 2.1 "$POD_CTD" \
+      >"$WORK/ctd-pod-up.out" 2>"$WORK/ctd-pod-up.err" || {
+      POD_ERROR="containerd 2.1 for row 4 did not start (hack/install-containerd.sh 2.1?): $(tail -n 3 "$WORK/ctd-pod-up.err" | tr '\n' ' ')"
+      log "WARNING: $POD_ERROR"
+    }
+  fi
+fi
 
 # The floor bundle: `runc spec` config (terminal off, /bin/true) + busybox-static rootfs.
 mkdir -p "$FLOOR/bundle/rootfs"/{bin,proc,sys,dev,tmp,etc}
@@ -259,6 +283,7 @@ meta_json() {
   BM_KERNEL="$(uname -r)" \
   BM_CGROUPS="$(if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then echo "v2 unified"; elif mountpoint -q /sys/fs/cgroup/unified; then echo "v1 + controller-less v2 (hybrid)"; else echo v1; fi)" \
   BM_CONTAINERD="$("$TENT_CONTAINERD_BIN/containerd" --version | awk '{ print $3 }')" \
+  BM_POD_CONTAINERD="$(if [[ -n "$POD_CTD" && -z "$POD_ERROR" ]]; then (source "$POD_CTD/env"; "$TENT_CONTAINERD_BIN/containerd" --version | awk '{ print $3 }'); fi)" \
   BM_COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+uncommitted changes')" \
   BM_SHIM_SIZE="$(stat -c %s "$WORK/shim/containerd-shim-tent-v1" | awk '{ printf "%.2f MiB", $1 / 1048576 }')" \
   BM_SHIM_SHA="$(sha256sum "$WORK/shim/containerd-shim-tent-v1" | cut -c1-64)" \
@@ -276,7 +301,8 @@ log "benchmarking ($MODE: runs=$RUNS warmup=$WARMUP containers=$CONTAINERS pods=
 run_child "$PY" "$REPO/hack/bench/bench.py" --address "$CONTAINERD_ADDRESS" --ctr "$TENT_CTR" \
   --runs "$RUNS" --warmup "$WARMUP" --containers "$CONTAINERS" --tput-total "$TPUT" \
   --tput-parallel "$PARALLEL" --tput-rounds "$ROUNDS" --only "$ONLY" --floor-dir "$FLOOR" \
-  --cri-bin "$CRI_BIN" --ctd-dir "$CTD" --tent-handler "$CRI_HANDLER" --pods "$PODS" \
+  --cri-bin "$CRI_BIN" --ctd-dir "${POD_CTD:-$CTD}" --pod-containerd "$POD_VER" --pod-error "$POD_ERROR" \
+  --tent-handler "$CRI_HANDLER" --pods "$PODS" \
   --tent-cli "$TENT_CLI" --tent-cli-missing "$TENT_CLI_MISSING" --meta "$META" --out "$RESULT" \
   --tent-nosummary-config "$NOSUMMARY" \
   || die "bench.py failed (partial results, if any: $RESULT)"
@@ -291,6 +317,11 @@ if ((PHASES)); then
     log "WARNING: --phases needs a working perf (apt-get install linux-perf); skipped"
   fi
 fi
+# Row 4 per phase, from the 2.x daemon's debug log (before the EXIT trap removes it).
+if ((DEBUG)) && [[ ",$ONLY," == *,pod,* && -n "$POD_CTD" && -f "$POD_CTD/containerd.log" ]]; then
+  "$PY" "$REPO/hack/bench/pod_phases.py" "$POD_CTD/containerd.log" >"$WORK/pod-phases.md" 2>&1 \
+    || log "WARNING: pod_phases.py failed"
+fi
 cp "$RESULT" "$OUT/$STAMP.json"
 cp "$RESULT" "$OUT/latest.json"
 "$PY" "$REPO/hack/bench/report.py" "$RESULT" --md "$OUT/$STAMP.md" --png "$OUT/latest.png" \
@@ -298,6 +329,13 @@ cp "$RESULT" "$OUT/latest.json"
 if [[ -s "$WORK/phases.txt" ]]; then
   { echo; echo "## Where the time goes (one \`ctr run --rm /bin/true\`, perf exec/exit tracepoints + containerd events)"
     echo; echo '```'; cat "$WORK/phases.txt"; echo '```'; } >>"$OUT/$STAMP.md"
+fi
+if [[ -s "$WORK/pod-phases.md" ]]; then
+  { echo; echo "## Row 4: where a pod start goes (containerd debug log, hack/bench/pod_phases.py)"
+    echo; echo "Phases between CRI log lines, so each holds containerd's work too: netns and cni are outside"
+    echo "any runtime; sandbox is shim start + CreateSandbox/StartSandbox (pauseless) or the pause"
+    echo "container (others); create is containerd alone; start is the task's create + start."
+    echo; cat "$WORK/pod-phases.md"; } >>"$OUT/$STAMP.md"
 fi
 cp "$OUT/$STAMP.md" "$OUT/latest.md"
 log "wrote $OUT/latest.md, $OUT/latest.png, $OUT/$STAMP.md ($OUT/$STAMP.json: raw samples)"

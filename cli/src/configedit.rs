@@ -23,8 +23,36 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Handler {
     pub name: String,
-    /// Absolute host path of the tent profile (`options.ConfigPath`).
-    pub config_path: String,
+    /// Absolute host path of the tent profile (`options.ConfigPath`); `None`: no options
+    /// table (containerd 2.1 hands a shim-sandboxer pod's shim address to the shim inside
+    /// runc's options type and fails on any other options type).
+    pub config_path: Option<String>,
+    /// `sandboxer = "shim"`: the pod is the shim's (Sandbox API, no pause process). Only
+    /// containerd 2.x (config version 3) has it.
+    pub sandboxer: Option<String>,
+}
+
+/// Handlers a config can hold, and the skipped ones as (name, why).
+pub type Supported = (Vec<Handler>, Vec<(String, String)>);
+
+/// The handlers a config of `version` can hold: one with a sandboxer needs version 3 or later
+/// (containerd 2.x); the others are returned as skipped, with why.
+pub fn supported(handlers: &[Handler], version: i64) -> Supported {
+    let mut ok = Vec::new();
+    let mut skipped = Vec::new();
+    for h in handlers {
+        if h.sandboxer.is_some() && version < 3 {
+            skipped.push((
+                h.name.clone(),
+                format!(
+                    "config version {version} is containerd 1.x's, which has no shim sandboxer (needs containerd 2.x)"
+                ),
+            ));
+        } else {
+            ok.push(h.clone());
+        }
+    }
+    (ok, skipped)
 }
 
 /// One file change: `old` = `None` when the file does not exist yet.
@@ -48,11 +76,19 @@ pub fn tables_text(plugin: &str, shim: &str, handlers: &[Handler]) -> String {
             quote_key(&h.name)
         );
         s.push_str(&format!(
-            "[{base}]\n  runtime_type = \"{}\"\n  runtime_path = {}\n[{base}.options]\n  ConfigPath = {}\n",
+            "[{base}]\n  runtime_type = \"{}\"\n  runtime_path = {}\n",
             cc::RUNTIME_TYPE,
             toml_str(shim),
-            toml_str(&h.config_path)
         ));
+        if let Some(sb) = &h.sandboxer {
+            s.push_str(&format!("  sandboxer = {}\n", toml_str(sb)));
+        }
+        if let Some(c) = &h.config_path {
+            s.push_str(&format!(
+                "[{base}.options]\n  ConfigPath = {}\n",
+                toml_str(c)
+            ));
+        }
     }
     s
 }
@@ -93,8 +129,13 @@ pub fn plan(
     shim: &str,
     handlers: &[Handler],
 ) -> Result<Vec<Change>, String> {
+    let refuse = |version: i64| match supported(handlers, version).1.first() {
+        Some((h, why)) => Err(format!("handler {h}: {why}")),
+        None => Ok(()),
+    };
     match mode {
         Mode::Template { template, version } => {
+            refuse(*version)?;
             let old = read(template)?;
             let new = template_text(old.as_deref(), *version, shim, handlers);
             Ok(change(template, old, new))
@@ -110,6 +151,7 @@ pub fn plan(
                 .parse()
                 .map_err(|e| format!("{}: not valid TOML: {e}", root_path.display()))?;
             let version = cc::version(&root);
+            refuse(version)?;
             let plugin = cc::runtime_plugin(version);
             if let Some(d) = drop_in(&root) {
                 let old = read(&d)?;
@@ -310,24 +352,102 @@ mod tests {
         vec![
             Handler {
                 name: "tent".into(),
-                config_path: "/opt/tent/etc/tent.toml".into(),
+                config_path: Some("/opt/tent/etc/tent.toml".into()),
+                sandboxer: None,
             },
             Handler {
                 name: "tent-compat".into(),
-                config_path: "/opt/tent/etc/tent-compat.toml".into(),
+                config_path: Some("/opt/tent/etc/tent-compat.toml".into()),
+                sandboxer: None,
             },
         ]
     }
 
+    fn pauseless() -> Handler {
+        Handler {
+            name: "tent-pauseless".into(),
+            config_path: None,
+            sandboxer: Some("shim".into()),
+        }
+    }
+
     fn plan_on(files: &HashMap<PathBuf, String>, mode: &Mode) -> Result<Vec<Change>, String> {
+        plan_with(files, mode, &hs())
+    }
+
+    fn plan_with(
+        files: &HashMap<PathBuf, String>,
+        mode: &Mode,
+        handlers: &[Handler],
+    ) -> Result<Vec<Change>, String> {
         let read = |p: &Path| Ok(files.get(p).cloned());
         plan(
             mode,
             Path::new("/etc/containerd/config.toml"),
             &read,
             "/opt/tent/bin/containerd-shim-tent-v1",
-            &hs(),
+            handlers,
         )
+    }
+
+    /// What `tent install` registers: the pauseless handler only where the config version is
+    /// 3 (containerd 2.x), with `sandboxer = "shim"` and no options table; `plan` refuses it on
+    /// an older version instead of writing a table containerd 1.x would reject or ignore.
+    #[test]
+    fn pauseless_only_on_v3_with_sandboxer_and_no_options() {
+        let mut all = hs();
+        all.push(pauseless());
+        let (ok, skipped) = supported(&all, 2);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, "tent-pauseless");
+        assert!(skipped[0].1.contains("containerd 2.x"), "{}", skipped[0].1);
+        let (ok, skipped) = supported(&all, 3);
+        assert_eq!((ok.len(), skipped.len()), (3, 0));
+        let e = plan_with(&root(V2), &Mode::Containerd, &all).unwrap_err();
+        assert!(
+            e.contains("tent-pauseless") && e.contains("version 2"),
+            "{e}"
+        );
+        let text = include_str!("../tests/fixtures/containerd-2.1-default.toml");
+        let c = plan_with(&root(text), &Mode::Containerd, &all).unwrap();
+        let d: DocumentMut = c[0].new.parse().unwrap();
+        let p = cc::runtime(&d, cc::CRI_V3, "tent-pauseless").expect("tent-pauseless under v3");
+        assert_eq!(p["sandboxer"].as_str(), Some("shim"));
+        assert_eq!(p["runtime_type"].as_str(), Some(cc::RUNTIME_TYPE));
+        assert!(p.get("options").is_none(), "{}", c[0].new);
+        let t = cc::runtime(&d, cc::CRI_V3, "tent").unwrap();
+        assert!(t.get("sandboxer").is_none());
+        assert!(t["options"]["ConfigPath"].as_str().is_some());
+        assert!(plan_with(&root(&c[0].new), &Mode::Containerd, &all)
+            .unwrap()
+            .is_empty());
+        let back = remove_handlers(
+            &c[0].new,
+            &["tent".into(), "tent-compat".into(), "tent-pauseless".into()],
+            Path::new("x"),
+        )
+        .unwrap();
+        let b: DocumentMut = back.parse().unwrap();
+        assert!(cc::runtime(&b, cc::CRI_V3, "tent-pauseless").is_none());
+        // A k3s/rke2 template on containerd 2.x: the same table in tent's block.
+        let tpl = PathBuf::from("/x/config-v3.toml.tmpl");
+        let mode = Mode::Template {
+            template: tpl.clone(),
+            version: 3,
+        };
+        let c = plan_with(&HashMap::new(), &mode, &all).unwrap();
+        assert!(
+            c[0].new.contains("runtimes.tent-pauseless]\n  runtime_type = \"io.containerd.tent.v1\"\n  runtime_path = \"/opt/tent/bin/containerd-shim-tent-v1\"\n  sandboxer = \"shim\"\n"),
+            "{}",
+            c[0].new
+        );
+        assert!(!c[0].new.contains("tent-pauseless.options"), "{}", c[0].new);
+        let mode = Mode::Template {
+            template: tpl,
+            version: 2,
+        };
+        assert!(plan_with(&HashMap::new(), &mode, &all).is_err());
     }
 
     fn root(text: &str) -> HashMap<PathBuf, String> {

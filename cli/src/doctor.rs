@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
-use toml_edit::DocumentMut;
+use toml_edit::{DocumentMut, Item};
 
 use crate::cri::Cri;
 use crate::ctdconfig::{self as cc, Target};
+use crate::install;
 
 /// What the doctor checks against.
 pub struct Options {
@@ -97,7 +98,31 @@ pub fn run(o: &Options) -> Vec<Finding> {
         .ok()
         .map(|(_, d)| d);
     let mut paths = Vec::new();
-    for h in &o.handlers {
+    // tent-pauseless exists only where tent install could register it (containerd 2.x):
+    // absent, it is a note, not a problem.
+    let handlers: Vec<String> = o
+        .handlers
+        .iter()
+        .filter(|h| {
+            let absent = h.as_str() == install::PAUSELESS
+                && cc::runtime(&dump, plugin, h).is_none()
+                && cc::runtime(&dump, cc::ignored_plugin(version), h).is_none();
+            if absent {
+                f.push(Finding::info(
+                    format!("handler {h}"),
+                    if version >= 3 {
+                        "not registered (pods without a pause process; `tent install` adds it)"
+                            .to_string()
+                    } else {
+                        format!("not registered: config version {version} is containerd 1.x's, which has no shim sandboxer")
+                    },
+                ));
+            }
+            !absent
+        })
+        .cloned()
+        .collect();
+    for h in &handlers {
         handler(
             &mut f,
             &o.target,
@@ -114,14 +139,14 @@ pub fn run(o: &Options) -> Vec<Finding> {
         shim_version(&mut f, &o.target, p, &o.expect_version);
     }
     if o.cri {
-        cri_status(&mut f, &o.target.at(&o.target.address), &o.handlers);
+        cri_status(&mut f, &o.target.at(&o.target.address), &handlers);
     }
     cgroup_driver(
         &mut f,
         &dump,
         version,
         &o.target.at(&o.kubelet_config),
-        &o.handlers,
+        &handlers,
     );
     lsm(&mut f, &o.target, &dump, version, &o.profile);
     cgroup_version(&mut f, &o.target);
@@ -178,6 +203,9 @@ fn handler(
         check.clone(),
         format!("[plugins.\"{plugin}\".containerd.runtimes.{h}] runtime_type {rtype}"),
     ));
+    if h == install::PAUSELESS {
+        pauseless(f, rt, plugin, h);
+    }
     match rt.get("runtime_path").and_then(|v| v.as_str()).filter(|p| !p.is_empty()) {
         None => f.push(Finding::info(
             format!("{h} runtime_path"),
@@ -211,6 +239,35 @@ fn handler(
                 format!("install the profile at {c} (`tent install`)"),
             )),
         }
+    }
+}
+
+/// The pauseless handler needs the shim sandboxer and must have no options table: containerd
+/// 2.1 passes the pod shim's address inside runc's options type and fails on any other.
+fn pauseless(f: &mut Vec<Finding>, rt: &Item, plugin: &str, h: &str) {
+    let sb = rt.get("sandboxer").and_then(|v| v.as_str()).unwrap_or("");
+    if sb == "shim" {
+        f.push(Finding::ok(
+            format!("{h} sandboxer"),
+            "shim (no pause process)",
+        ));
+    } else {
+        f.push(Finding::problem(
+            format!("{h} sandboxer"),
+            format!("sandboxer is {sb:?}, not \"shim\": its pods get a pause process"),
+            format!("set sandboxer = \"shim\" in [plugins.\"{plugin}\".containerd.runtimes.{h}]"),
+        ));
+    }
+    let has_options = rt
+        .get("options")
+        .and_then(Item::as_table_like)
+        .is_some_and(|t| !t.is_empty());
+    if has_options {
+        f.push(Finding::problem(
+            format!("{h} options"),
+            "an options table: containerd 2.1 then fails every container of its pods",
+            format!("remove [plugins.\"{plugin}\".containerd.runtimes.{h}.options]"),
+        ));
     }
 }
 
@@ -502,5 +559,30 @@ mod tests {
         let mut f = Vec::new();
         cgroup_driver(&mut f, &dump, 2, &p, &[]);
         assert!(!f[0].is_problem(), "{f:?}");
+    }
+
+    /// tent-pauseless needs `sandboxer = "shim"` and no options table (containerd 2.1 fails
+    /// its containers otherwise): each mistake is a problem; the right table is not.
+    #[test]
+    fn pauseless_table_checked() {
+        let p = cc::CRI_V3;
+        let check = |table: &str| {
+            let dump: DocumentMut = format!(
+                "version = 3\n[plugins.\"{p}\".containerd.runtimes.tent-pauseless]\n{table}"
+            )
+            .parse()
+            .unwrap();
+            let rt = cc::runtime(&dump, p, "tent-pauseless").unwrap();
+            let mut f = Vec::new();
+            pauseless(&mut f, rt, p, "tent-pauseless");
+            f.iter().filter(|x| x.is_problem()).count()
+        };
+        assert_eq!(check("sandboxer = \"shim\"\n"), 0);
+        assert_eq!(check(""), 1);
+        assert_eq!(check("sandboxer = \"podsandbox\"\n"), 1);
+        assert_eq!(
+            check("sandboxer = \"shim\"\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.tent-pauseless.options]\nConfigPath = \"/x\"\n"),
+            1
+        );
     }
 }

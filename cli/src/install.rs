@@ -21,8 +21,20 @@ use crate::kube::Kube;
 /// The handlers tent registers and the profile file each gets.
 pub const HANDLERS: [(&str, &str); 2] =
     [("tent", "tent.toml"), ("tent-compat", "tent-compat.toml")];
+/// The pauseless handler: containerd 2.x's shim sandboxer runs the pod in tent's shim (no
+/// pause process). No options table and no profile of its own (see `Handler::config_path`).
+pub const PAUSELESS: &str = "tent-pauseless";
 const SHIM: &str = "containerd-shim-tent-v1";
 const STATE: &str = "install-state.json";
+
+/// Every handler name tent may have registered (what uninstall and doctor look for).
+pub fn all_handler_names() -> Vec<String> {
+    HANDLERS
+        .iter()
+        .map(|(h, _)| h.to_string())
+        .chain([PAUSELESS.to_string()])
+        .collect()
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Distro {
@@ -207,22 +219,41 @@ impl Options {
         })
     }
 
-    fn handlers(&self) -> Vec<Handler> {
-        HANDLERS
+    /// The version of the config the tables go into (the root file's; a template's rendered
+    /// config's): it decides whether containerd has the shim sandboxer.
+    fn config_version(&self, mode: &Mode) -> Result<i64, String> {
+        match mode {
+            Mode::Template { version, .. } => Ok(*version),
+            Mode::Containerd => Ok(cc::version(
+                &cc::parse_file(&self.at(&self.target.config))?.1,
+            )),
+        }
+    }
+
+    /// The handlers this node's containerd can hold, and the ones skipped with why.
+    fn handlers(&self, mode: &Mode) -> Result<ce::Supported, String> {
+        let mut all: Vec<Handler> = HANDLERS
             .iter()
             .map(|(h, f)| Handler {
                 name: h.to_string(),
-                config_path: self.prefix.join("etc").join(f).display().to_string(),
+                config_path: Some(self.prefix.join("etc").join(f).display().to_string()),
+                sandboxer: None,
             })
-            .collect()
+            .collect();
+        all.push(Handler {
+            name: PAUSELESS.into(),
+            config_path: None,
+            sandboxer: Some("shim".into()),
+        });
+        Ok(ce::supported(&all, self.config_version(mode)?))
     }
 
     fn shim_dest(&self) -> PathBuf {
         self.prefix.join("bin").join(SHIM)
     }
 
-    /// The config changes, with paths as host paths.
-    fn plan(&self) -> Result<Vec<Change>, String> {
+    /// The config changes, with paths as host paths, and the handlers they register.
+    fn plan(&self) -> Result<(Vec<Change>, Vec<String>), String> {
         let read = |p: &Path| -> Result<Option<String>, String> {
             let hp = self.at(p);
             match std::fs::read_to_string(&hp) {
@@ -231,13 +262,19 @@ impl Options {
                 Err(e) => Err(format!("read {}: {e}", hp.display())),
             }
         };
-        ce::plan(
-            &self.mode()?,
+        let mode = self.mode()?;
+        let (handlers, skipped) = self.handlers(&mode)?;
+        for (h, why) in skipped {
+            say(&format!("{h} skipped: {why}"));
+        }
+        let changes = ce::plan(
+            &mode,
             &self.target.config,
             &read,
             &self.shim_dest().display().to_string(),
-            &self.handlers(),
-        )
+            &handlers,
+        )?;
+        Ok((changes, handlers.into_iter().map(|h| h.name).collect()))
     }
 }
 
@@ -256,7 +293,7 @@ pub fn install(o: &Options) -> Result<(), String> {
         let b = std::fs::read(&p).map_err(|e| format!("read the profile {}: {e}", p.display()))?;
         profiles.push((o.prefix.join("etc").join(f), b));
     }
-    let changes = o.plan()?;
+    let (changes, names) = o.plan()?;
     let shim_dest = o.shim_dest();
     if o.dry_run {
         println!(
@@ -317,7 +354,7 @@ pub fn install(o: &Options) -> Result<(), String> {
     } else {
         restart(o)
     };
-    if let Err(e) = restarted.and_then(|()| check(o)) {
+    if let Err(e) = restarted.and_then(|()| check(o, &names)) {
         eprintln!("tent install: failed, rolling back");
         if let Err(r) = undo(o, &state, !changes.is_empty()) {
             eprintln!("tent install: the roll-back failed too: {r}");
@@ -325,6 +362,11 @@ pub fn install(o: &Options) -> Result<(), String> {
         return Err(e);
     }
     say(&o.kube.label(Some("true"))?);
+    if names.iter().any(|n| n == PAUSELESS) {
+        say(&o
+            .kube
+            .label_key(crate::kube::PAUSELESS_LABEL, Some("true"))?);
+    }
     Ok(())
 }
 
@@ -352,11 +394,11 @@ fn restart(o: &Options) -> Result<(), String> {
 }
 
 /// The CRI reports every handler, a pod runs on each, and the doctor finds nothing.
-fn check(o: &Options) -> Result<(), String> {
+fn check(o: &Options, handlers: &[String]) -> Result<(), String> {
     let addr = o.at(&o.target.address);
     let cri = Cri::connect(&addr)?;
     let st = cri.status()?;
-    for (h, _) in HANDLERS {
+    for h in handlers {
         if !st.handlers.iter().any(|x| x == h) {
             return Err(format!(
                 "the CRI does not report handler {h} after the restart (it reports {:?})",
@@ -379,11 +421,11 @@ fn check(o: &Options) -> Result<(), String> {
         let systemd =
             doctor::kubelet_driver(&o.at(&o.kubelet_config)).is_some_and(|d| d == "systemd");
         let log_root = o.prefix.join("verify");
-        for (h, _) in HANDLERS {
+        for h in handlers {
             let t0 = Instant::now();
             let uid = cri
                 .verify_pod(&VerifyPod {
-                    handler: h.into(),
+                    handler: h.clone(),
                     image: image.clone(),
                     log_root: log_root.clone(),
                     log_root_here: o.at(&log_root),
@@ -401,7 +443,7 @@ fn check(o: &Options) -> Result<(), String> {
     if o.target.dump().is_ok() {
         let findings = doctor::run(&doctor::Options {
             target: o.target.clone(),
-            handlers: HANDLERS.iter().map(|(h, _)| h.to_string()).collect(),
+            handlers: handlers.to_vec(),
             expect_version: env!("CARGO_PKG_VERSION").into(),
             kubelet_config: o.kubelet_config.clone(),
             profile: o.profile.clone(),
@@ -455,7 +497,7 @@ fn undo(o: &Options, state: &State, restart_after: bool) -> Result<(), String> {
             }
         } else if let Some(cur) = cur {
             // Changed since: take tent's part out and keep the operator's.
-            let names: Vec<String> = HANDLERS.iter().map(|(h, _)| h.to_string()).collect();
+            let names = all_handler_names();
             let new = if cur.contains(ce::BEGIN) {
                 ce::strip_block(&cur)
             } else {
@@ -508,6 +550,12 @@ pub fn uninstall(o: &Options) -> Result<(), String> {
         return Ok(());
     }
     println!("tent uninstall: {}", o.kube.label(None)?);
+    if state.changes.iter().any(|c| c.new.contains(PAUSELESS)) {
+        println!(
+            "tent uninstall: {}",
+            o.kube.label_key(crate::kube::PAUSELESS_LABEL, None)?
+        );
+    }
     undo(o, &state, true)?;
     println!("tent uninstall: done");
     Ok(())

@@ -7,6 +7,9 @@ use std::process::Command;
 
 /// The label the RuntimeClasses select on; set only after a verification pod ran.
 pub const LABEL: &str = "runtime.tent.dev/ready";
+/// The label the `tent-pauseless` RuntimeClass also selects on: set only where a pod ran on
+/// the handler (containerd 2.x nodes), so pauseless pods are not scheduled onto 1.x nodes.
+pub const PAUSELESS_LABEL: &str = "runtime.tent.dev/pauseless";
 
 #[derive(Clone, Debug, Default)]
 pub struct Kube {
@@ -51,18 +54,23 @@ impl Kube {
 
     /// Set (`value` = Some) or remove the label; a message of what was done.
     pub fn label(&self, value: Option<&str>) -> Result<String, String> {
+        self.label_key(LABEL, value)
+    }
+
+    /// Set or remove the node label `key`; a message of what was done.
+    pub fn label_key(&self, key: &str, value: Option<&str>) -> Result<String, String> {
         if let Some(why) = self.unavailable() {
-            return Ok(format!("node label {LABEL} not changed: {why}"));
+            return Ok(format!("node label {key} not changed: {why}"));
         }
         let node = self.node.as_deref().unwrap_or_default();
         let arg = match value {
-            Some(v) => format!("{LABEL}={v}"),
-            None => format!("{LABEL}-"),
+            Some(v) => format!("{key}={v}"),
+            None => format!("{key}-"),
         };
         self.kubectl(&["label", "node", node, &arg, "--overwrite"])?;
         Ok(match value {
-            Some(v) => format!("node {node} labelled {LABEL}={v}"),
-            None => format!("label {LABEL} removed from node {node}"),
+            Some(v) => format!("node {node} labelled {key}={v}"),
+            None => format!("label {key} removed from node {node}"),
         })
     }
 

@@ -164,10 +164,7 @@ pub fn parse(cmd: &str, mut it: impl Iterator<Item = OsString>) -> Result<Cmd, S
     };
     if cmd == "doctor" {
         if handlers.is_empty() {
-            handlers = install::HANDLERS
-                .iter()
-                .map(|(h, _)| h.to_string())
-                .collect();
+            handlers = install::all_handler_names();
         }
         return Ok(Cmd::Doctor {
             opts: doctor::Options {

@@ -2,6 +2,8 @@
 //! through the CRI) → `tent uninstall` → config byte-identical, on a real private containerd
 //! (`TENT_CONTAINERD_VERSION` 1.6/1.7: config version 2, 2.1: version 3); also with a root
 //! config importing a drop-in directory (used on version 3; on 1.x the root file is edited).
+//! On 2.1 the installer also registers `tent-pauseless` (`sandboxer = "shim"`, no options) and
+//! its verification pod runs without a pause process; on 1.x it says it skipped it.
 
 mod node;
 
@@ -61,6 +63,19 @@ fn round_trip(d: &Daemon, changed: &std::path::Path) {
             "{o}"
         );
     }
+    let pauseless_ran = o.stdout.contains("a pod on handler tent-pauseless ran");
+    if d.v3() {
+        assert!(
+            pauseless_ran,
+            "containerd 2.x: a pod on tent-pauseless\n{o}"
+        );
+    } else {
+        assert!(!pauseless_ran, "{o}");
+        assert!(
+            o.stdout.contains("tent-pauseless skipped") && o.stdout.contains("containerd 2.x"),
+            "containerd 1.x: the skip is said\n{o}"
+        );
+    }
     assert!(o.stdout.contains("tent doctor: no problems"), "{o}");
     assert!(o.stdout.contains("not in a cluster"), "{o}");
     // The verification pods left no pod cgroup directory (their uids are in the output).
@@ -87,13 +102,25 @@ fn round_trip(d: &Daemon, changed: &std::path::Path) {
     let shim_dest = format!("{prefix}/bin/containerd-shim-tent-v1");
     assert!(installed.contains(&shim_dest), "{installed}");
     let doc = d.doc(changed);
-    assert!(
-        doc["plugins"][d.plugin()]["containerd"]["runtimes"]["tent"].is_table(),
-        "{installed}"
-    );
+    let runtimes = &doc["plugins"][d.plugin()]["containerd"]["runtimes"];
+    assert!(runtimes["tent"].is_table(), "{installed}");
+    match runtimes.get("tent-pauseless") {
+        Some(p) => {
+            assert!(d.v3(), "tent-pauseless registered on 1.x:\n{installed}");
+            assert_eq!(p["sandboxer"].as_str(), Some("shim"), "{installed}");
+            assert!(p.get("options").is_none(), "{installed}");
+        }
+        None => assert!(!d.v3(), "no tent-pauseless on 2.x:\n{installed}"),
+    }
 
     let o = d.tent(&["doctor", "--json"]);
     assert_eq!(o.code, Some(0), "doctor after install:\n{o}");
+    // The pauseless handler is checked where it was registered, a note where it cannot be.
+    if d.v3() {
+        assert!(o.stdout.contains("\"tent-pauseless sandboxer\""), "{o}");
+    } else {
+        assert!(o.stdout.contains("no shim sandboxer"), "{o}");
+    }
     assert!(
         o.stdout.contains(&format!("shim version {shim_dest}")),
         "{o}"
@@ -362,7 +389,9 @@ fn uninstall_keeps_a_later_change() {
     let doc = d.doc(&d.config());
     let rt = &doc["plugins"][d.plugin()]["containerd"]["runtimes"];
     assert!(
-        rt.get("tent").is_none() && rt.get("tent-compat").is_none(),
+        rt.get("tent").is_none()
+            && rt.get("tent-compat").is_none()
+            && rt.get("tent-pauseless").is_none(),
         "{after}"
     );
     assert!(rt.get("runc").is_some(), "{after}");

@@ -510,23 +510,30 @@ def cni_cost(ctd_dir, runs):
     return {"setup": summary(up), "teardown": summary(down)}
 
 
+PAUSELESS = "tent-pauseless"
+
+
 def bench_pods(r):
     """Row 4: pods through the CRI, by `tent-cri bench` (a Rust CRI client: Python has none
-    here). tent's handler (tent or tent-compat) is reported as "tent"."""
+    here), on a containerd 2.x daemon (--ctd-dir; bench.sh starts one): tent's handler (tent or
+    tent-compat, reported as "tent"), tent-pauseless (containerd's shim sandboxer: no pause
+    process, reported as "pauseless") and runc, interleaved."""
     a = r.a
     if not a.cri_bin or not os.path.exists(a.cri_bin):
         return {"error": f"CRI client {a.cri_bin or '(none)'} not built"}
+    if a.pod_error:
+        return {"error": a.pod_error}
     out = os.path.join(os.path.dirname(os.path.abspath(a.out)), "pods.json")
-    handlers = [a.tent_handler, "runc"]
+    handlers = [a.tent_handler, PAUSELESS, "runc"]
     argv = [a.cri_bin, "bench", a.ctd_dir, out, "--handlers", ",".join(handlers),
             "--runs", str(a.runs), "--warmup", str(a.warmup), "--pods", str(a.pods)]
     log(" ".join(argv))
-    rc = subprocess.run(argv, timeout=1800).returncode
+    rc = subprocess.run(argv, timeout=2700).returncode
     if rc != 0 or not os.path.exists(out):
         return {"error": f"tent-cri bench exited {rc}"}
     raw = json.load(open(out))
-    name = {a.tent_handler: "tent", "runc": "runc"}
-    res = {"handler": a.tent_handler, "pods": a.pods}
+    name = {a.tent_handler: "tent", PAUSELESS: "pauseless", "runc": "runc"}
+    res = {"handler": a.tent_handler, "pods": a.pods, "containerd": a.pod_containerd}
     for key in ("start_s", "teardown_s"):
         res[key[:-2]] = {name[h]: {"samples": raw[key].get(h, []), "failures": 0,
                                    "error": raw["errors"].get(h),
@@ -558,7 +565,9 @@ def main():
     p.add_argument("--tent-cli-missing", default="")
     p.add_argument("--only", default="run,exec,mem,pod,tput,floor")
     p.add_argument("--cri-bin", default="", help="tent-cri (row 4)")
-    p.add_argument("--ctd-dir", default="", help="the daemon's hack/containerd.sh dir (row 4)")
+    p.add_argument("--ctd-dir", default="", help="row 4's containerd 2.x daemon (hack/containerd.sh dir)")
+    p.add_argument("--pod-containerd", default="", help="row 4's containerd version")
+    p.add_argument("--pod-error", default="", help="why row 4 has no 2.x daemon, if it has none")
     p.add_argument("--tent-handler", default="tent", help="tent's CRI handler (row 4)")
     p.add_argument("--pods", type=int, default=20, help="running pods for row 4's memory")
     p.add_argument("--tent-nosummary-config", default="",

@@ -10,6 +10,8 @@ import sys
 # (key, what, target tent/runc)
 TARGETS = {"run": 0.5, "run_nosummary": 0.5, "exec": 0.4, "pss": 0.25, "rss": 0.33, "tput": 0.5, "floor": 0.25,
            "pod_start": 0.45, "pod_teardown": 0.5, "pod_rss": 0.25, "pod_pss": 0.25}
+# Row 4's tent-pauseless column (no pause process) against runc; None: no target set.
+PAUSELESS_TARGETS = {"pod_start": 0.35, "pod_teardown": None, "pod_rss": 0.15, "pod_pss": 0.15}
 
 
 def ms(s):
@@ -153,6 +155,78 @@ def summary_cost(run):
             f"{ms(on['min'])} vs {ms(off['min'])} ({(on['min'] - off['min']) * 1000:+.1f} ms).")
 
 
+def pod_table(data):
+    """Row 4 as its own table: tent-pauseless, tent (with pause) and runc side by side, each
+    tent column's ratio to runc against its target. Results from before tent-pauseless was
+    benchmarked render with that column "not measured"."""
+    P = (data["results"].get("pod")) or {}
+    p = data["params"]
+    if not P:
+        return []
+    ver = P.get("containerd") or (data["meta"].get("pod_containerd") or data["meta"].get("containerd", "?"))
+    lines = ["", f"### 4. pods through the CRI (containerd {ver}, handlers interleaved on one daemon; "
+             f"tent: `{P.get('handler', 'tent')}`; tent-pauseless runs tent's default profile: "
+             f"its runtime has no options table)", ""]
+    if P.get("error"):
+        return lines + [f"Row 4 failed — {P['error'][:300]}"]
+    lines += ["| benchmark | tent-pauseless (no pause process) | tent (with pause) | runc | "
+              "pauseless/runc | target | status | tent/runc | target | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ratio3(v, b, tgt):
+        if tgt is None:
+            return ("—" if v is None or not b else f"{v / b:.3f}"), "none set", "—"
+        q, st = ratio_cells(v, b, tgt)
+        return q, f"≤ {tgt}", st
+
+    def line(label, key, cells, vals):
+        pq, pt, ps = ratio3(vals["pauseless"], vals["runc"], PAUSELESS_TARGETS[key])
+        tq, tt, ts = ratio3(vals["tent"], vals["runc"], TARGETS[key])
+        lines.append(f"| {label} | {cells['pauseless']} | {cells['tent']} | {cells['runc']} | "
+                     f"{pq} | {pt} | {ps} | {tq} | {tt} | {ts} |")
+
+    for key, res, label in (("pod_start", P.get("start"), f"pod start: RunPodSandbox + "
+                             f"CreateContainer + StartContainer (n={p['runs']})"),
+                            ("pod_teardown", P.get("teardown"), f"pod teardown: StopPodSandbox + "
+                             f"RemovePodSandbox (n={p['runs']})")):
+        cells, vals = {}, {}
+        for rt in ("pauseless", "tent", "runc"):
+            cells[rt], vals[rt] = timing_cell(res, rt, ms)
+        line(label, key, cells, vals)
+    for key, field, name in (("pod_rss", "rss", "RSS"), ("pod_pss", "pss", "PSS")):
+        cells, vals = {}, {}
+        for rt in ("pauseless", "tent", "runc"):
+            d = (P.get("memory") or {}).get(rt) or {}
+            per = d.get("per_pod_kb") or {}
+            if d.get("error") or field not in per:
+                cells[rt] = f"{rt}: {'failed — ' if d.get('error') else ''}{(d.get('error') or 'not measured')[:160]}"
+                vals[rt] = None
+                continue
+            pause = (f"pause {mib(per['pause_' + field])}" if rt != "pauseless" or per["pause_" + field]
+                     else "no pause process")
+            cells[rt] = (f"**{mib(per[field])}**/pod (shim {mib(per['shim_' + field])} + {pause}; "
+                         f"{d['shim_processes']} shims, {d['pods']} pods)")
+            vals[rt] = per[field]
+        line(f"pod {name}: shim + pause per pod ({P.get('pods', p.get('pods', '?'))} pods running)",
+             key, cells, vals)
+    C = P.get("cni") or {}
+    if C.get("setup"):
+        lines += ["", f"The fixed cost outside tent, in every column (pauseless too: the CRI creates "
+                  f"the pod's network namespace and runs CNI before it calls the sandbox, whichever "
+                  f"it is): a pod network namespace plus the daemon's CNI chain (loopback, "
+                  f"tent-podif) takes {ms(C['setup']['median'])} to set up and "
+                  f"{ms(C['teardown']['median'])} to tear down (median, n={C['setup']['n']}; "
+                  f"`ip netns` + the plugins run by hand, as containerd runs them)."]
+        st = ((P.get("start") or {}).get("runc") or {}).get("stats")
+        if st:
+            lines.append(f"Of runc's pod start ({ms(st['median'])}) that is "
+                         f"{C['setup']['median'] / st['median']:.0%}; a column's ratio can not go below "
+                         f"{C['setup']['median'] / st['median']:.3f} while the network costs that.")
+    elif C.get("error"):
+        lines += ["", f"CNI cost not measured: {C['error'][:200]}"]
+    return lines
+
+
 def markdown(data):
     m = data["meta"]
     p = data["params"]
@@ -178,28 +252,22 @@ def markdown(data):
             f"other heavy processes ({', '.join(L.get('busy_names') or []) or 'none'}) seen in "
             f"{busy}/{L.get('samples')} one-second samples"
             + (" — **numbers measured under load from other builds**" if busy else ""))
-    lines += ["", "| # | benchmark | tent: median (min–max) | runc: median (min–max) | tent/runc | "
-              "target | status |", "|---|---|---|---|---|---|---|"]
-    for num, label, tc, rc, q, tgt, st, *_ in rows(data):
+    main = [r for r in rows(data) if r[0] != "4"]  # row 4 has its own table (three columns)
+    if main:
+        lines += ["", "| # | benchmark | tent: median (min–max) | runc: median (min–max) | "
+                  "tent/runc | target | status |", "|---|---|---|---|---|---|---|"]
+    for num, label, tc, rc, q, tgt, st, *_ in main:
         lines.append(f"| {num} | {label} | {tc} | {rc} | {q} | {tgt} | {st} |")
     cost = summary_cost(R.get("run"))
     if cost:
         lines += ["", cost]
+    lines += pod_table(data)
     idle = R.get("idle_shim") or {}
     if idle:
         lines += ["", "Idle shim (one `sleep` container, before any exec): " + "; ".join(
             f"{rt}: " + (", ".join(f"RSS {mib(s['rss_kb'])} PSS {mib(s['pss_kb'])} "
                                    f"{s['threads']} threads" for s in v) or "no shim found")
             for rt, v in idle.items())]
-    C = (R.get("pod") or {}).get("cni") or {}
-    if C.get("setup"):
-        lines += ["", f"Row 4's fixed cost outside the runtime: a pod network namespace plus the "
-                  f"daemon's CNI chain (loopback, tent-podif) takes {ms(C['setup']['median'])} to "
-                  f"set up and {ms(C['teardown']['median'])} to tear down (median, "
-                  f"n={C['setup']['n']}; `ip netns` + the plugins run by hand, as containerd "
-                  f"runs them); every pod pays it on both handlers."]
-    elif C.get("error"):
-        lines += ["", f"CNI cost not measured: {C['error'][:200]}"]
     M = R.get("mem") or {}
     extra = []
     for rt in ("tent", "runc"):

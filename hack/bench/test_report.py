@@ -80,5 +80,59 @@ class SummaryCostTest(unittest.TestCase):
         self.assertNotIn("summary = false", md)
 
 
+class PodTableTest(unittest.TestCase):
+    def result(self, pl_start):
+        st = lambda v: {"samples": [v], "failures": 0, "error": None,
+                        "stats": {"median": v, "min": v, "max": v, "n": 1}}
+        mem = lambda shim, pause: {"pods": 2, "shim_processes": 2, "per_pod_kb": {
+            "shim_rss": shim, "shim_pss": shim / 4, "pause_rss": pause, "pause_pss": pause,
+            "rss": shim + pause, "pss": shim / 4 + pause}}
+        return {"meta": {}, "params": {"runs": 1, "pods": 2}, "results": {"pod": {
+            "handler": "tent", "pods": 2, "containerd": "2.1",
+            "start": {"pauseless": st(pl_start), "tent": st(0.4), "runc": st(1.0)},
+            "teardown": {"pauseless": st(0.2), "tent": st(0.3), "runc": st(1.0)},
+            "memory": {"pauseless": mem(1024, 0), "tent": mem(2048, 512),
+                       "runc": mem(10240, 512)},
+            "cni": {"setup": {"median": 0.1, "n": 5}, "teardown": {"median": 0.05, "n": 5}}}}}
+
+    def test_three_columns_and_both_ratios(self):
+        md = "\n".join(report.pod_table(self.result(0.3)))
+        start = next(l for l in md.splitlines() if l.startswith("| pod start"))
+        cols = [c.strip() for c in start.split("|")][1:-1]
+        self.assertEqual(len(cols), 10, start)
+        self.assertEqual(cols[4:7], ["0.300", "≤ 0.35", "✅ met"])
+        self.assertEqual(cols[7:10], ["0.400", "≤ 0.45", "✅ met"])
+        rss = next(l for l in md.splitlines() if l.startswith("| pod RSS"))
+        self.assertIn("no pause process", rss)
+        cols = [c.strip() for c in rss.split("|")][1:-1]
+        self.assertEqual(cols[4:7], [f"{1024 / 10752:.3f}", "≤ 0.15", "✅ met"])
+        self.assertIn("containerd 2.1", md)
+        self.assertIn("pauseless too", md)
+
+    def test_missed_target_is_said(self):
+        md = "\n".join(report.pod_table(self.result(0.5)))
+        start = next(l for l in md.splitlines() if l.startswith("| pod start"))
+        self.assertIn("❌ missed", start.split("|")[7])
+
+
+class PodPhasesTest(unittest.TestCase):
+    def test_phases_per_handler(self):
+        import pod_phases
+        t = lambda ms: f'time="2026-12-02T05:01:31.{ms:03d}000000Z" level=info '
+        pod = lambda h, base: [
+            t(base) + 'msg="RunPodSandbox for &PodSandboxMetadata{Name:bench-' + h + '-3,Uid:u,Namespace:n,Attempt:0,}"',
+            t(base + 2) + 'level=debug msg="begin cni setup" podsandboxid=x',
+            t(base + 30) + 'level=debug msg="cni result: {}"',
+            t(base + 40) + 'msg="RunPodSandbox for &PodSandboxMetadata{Name:bench-' + h + '-3,Uid:u,Namespace:n,Attempt:0,} returns sandbox id \\"x\\""',
+            t(base + 45) + 'msg="CreateContainer within sandbox \\"x\\" for &ContainerMetadata{Name:app,Attempt:0,} returns container id \\"y\\""',
+            t(base + 60) + 'msg="StartContainer for \\"y\\" returns successfully"']
+        res = pod_phases.parse(pod("tent-pauseless", 0) + pod("runc", 100) + pod("runc", 200)[:4])
+        self.assertEqual(sorted(res), ["runc", "tent-pauseless"])
+        self.assertEqual(len(res["runc"]), 1, "an incomplete pod is left out")
+        got = [round(x * 1000) for x in res["tent-pauseless"][0]]
+        self.assertEqual(got, [2, 28, 10, 5, 15])
+        self.assertIn("| total | 60.0 | 60.0 |", pod_phases.table(res))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)

@@ -25,3 +25,4 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The label tent install sets once a pod ran on the node (cli/src/kube.rs LABEL). */}}
 {{- define "tent.readyLabel" -}}runtime.tent.dev/ready{{- end -}}
+{{- define "tent.pauselessLabel" -}}runtime.tent.dev/pauseless{{- end -}}

@@ -8,9 +8,10 @@
 - with kubernetes-validate: every rendered object validates against the Kubernetes schemas
   (strict: unknown fields are errors);
 - the rendered objects say what tent needs: a privileged hostPID DaemonSet with the host's /
-  at /host running `tent install --wait-for-term`, RBAC get/patch nodes, RuntimeClasses tent
-  and tent-compat selecting the label tent install sets (read from cli/src/kube.rs) with
-  overhead.podFixed.
+  at /host running `tent install --wait-for-term`, RBAC get/patch nodes, RuntimeClasses tent,
+  tent-compat and (runtimeClasses.pauseless, default on) tent-pauseless selecting the labels
+  tent install sets (read from cli/src/kube.rs; tent-pauseless also the containerd 2.x one)
+  with overhead.podFixed; with runtimeClasses.pauseless=false no tent-pauseless.
 
 Without helm-python-sdk or kubernetes-validate those parts print SKIP and the rest runs.
 Run: python3 charts/tent/tests/test_chart.py   (exit 1 on a failure)
@@ -35,9 +36,9 @@ def check(cond, msg):
         print(f"FAIL: {msg}")
 
 
-def label():
-    m = re.search(r'pub const LABEL: &str = "([^"]+)"', (REPO / "cli/src/kube.rs").read_text())
-    assert m, "LABEL not found in cli/src/kube.rs"
+def label(const="LABEL"):
+    m = re.search(rf'pub const {const}: &str = "([^"]+)"', (REPO / "cli/src/kube.rs").read_text())
+    assert m, f"{const} not found in cli/src/kube.rs"
     return m.group(1)
 
 
@@ -48,7 +49,9 @@ def values_variants(base):
     rke2["distro"] = "rke2"
     rke2["containerd"]["restart"] = "systemd:rke2-agent"
     rke2["verifyImage"] = "index.docker.io/rancher/mirrored-pause:3.6"
-    return {"default": base, "k3s": k3s, "rke2": rke2}
+    no_pl = copy.deepcopy(base)
+    no_pl["runtimeClasses"]["pauseless"] = False
+    return {"default": base, "k3s": k3s, "rke2": rke2, "no-pauseless": no_pl}
 
 
 def schema_checks(schema, variants):
@@ -66,6 +69,9 @@ def schema_checks(schema, variants):
     bad = copy.deepcopy(variants["default"])
     bad["prefix"] = "relative/path"
     check(list(jsonschema.Draft7Validator(schema).iter_errors(bad)), "schema accepts a relative prefix")
+    bad = copy.deepcopy(variants["default"])
+    bad["runtimeClasses"]["pauseless"] = "yes"
+    check(list(jsonschema.Draft7Validator(schema).iter_errors(bad)), "schema accepts pauseless='yes'")
     print("ok: values validate against values.schema.json; bad values are refused")
 
 
@@ -105,10 +111,14 @@ def structure(name, objs, values):
         env = {e["name"] for e in c["env"]}
         check({"NODE_NAME", "POD_NAMESPACE"} <= env, f"{name}: env {env}")
     rcs = {o["metadata"]["name"]: o for o in by_kind.get("RuntimeClass", [])}
-    check(set(rcs) == {"tent", "tent-compat"}, f"{name}: RuntimeClasses {set(rcs)}")
+    want = {"tent", "tent-compat"} | ({"tent-pauseless"} if values["runtimeClasses"]["pauseless"] else set())
+    check(set(rcs) == want, f"{name}: RuntimeClasses {set(rcs)}, want {want}")
     for h, rc in rcs.items():
         check(rc["handler"] == h, f"{name}: {h} handler")
-        check(rc["scheduling"]["nodeSelector"] == {label(): "true"}, f"{name}: {h} nodeSelector")
+        sel = {label(): "true"}
+        if h == "tent-pauseless":
+            sel[label("PAUSELESS_LABEL")] = "true"
+        check(rc["scheduling"]["nodeSelector"] == sel, f"{name}: {h} nodeSelector {rc['scheduling']['nodeSelector']}")
         check(rc["overhead"]["podFixed"]["memory"] == values["runtimeClasses"]["overhead"]["memory"], f"{name}: {h} overhead")
     roles = by_kind.get("ClusterRole", [])
     check(any(r["resources"] == ["nodes"] and set(r["verbs"]) >= {"get", "patch"} for cr in roles for r in cr["rules"]), f"{name}: ClusterRole get/patch nodes")
