@@ -11,7 +11,10 @@
   at /host running `tent install --wait-for-term`, RBAC get/patch nodes, RuntimeClasses tent,
   tent-compat and (runtimeClasses.pauseless, default on) tent-pauseless selecting the labels
   tent install sets (read from cli/src/kube.rs; tent-pauseless also the containerd 2.x one)
-  with overhead.podFixed; with runtimeClasses.pauseless=false no tent-pauseless.
+  with overhead.podFixed; with runtimeClasses.pauseless=false no tent-pauseless;
+- with pauseless, a ValidatingAdmissionPolicy (and its Deny binding) whose CEL, evaluated with
+  cel-python against sample pods, refuses hostNetwork/hostIPC/hostPID pods of the class
+  tent-pauseless naming the field, and leaves every other pod alone.
 
 Without helm-python-sdk or kubernetes-validate those parts print SKIP and the rest runs.
 Run: python3 charts/tent/tests/test_chart.py   (exit 1 on a failure)
@@ -51,7 +54,9 @@ def values_variants(base):
     rke2["verifyImage"] = "index.docker.io/rancher/mirrored-pause:3.6"
     no_pl = copy.deepcopy(base)
     no_pl["runtimeClasses"]["pauseless"] = False
-    return {"default": base, "k3s": k3s, "rke2": rke2, "no-pauseless": no_pl}
+    no_policy = copy.deepcopy(base)
+    no_policy["runtimeClasses"]["pauselessAdmissionPolicy"] = False
+    return {"default": base, "k3s": k3s, "rke2": rke2, "no-pauseless": no_pl, "no-policy": no_policy}
 
 
 def schema_checks(schema, variants):
@@ -122,8 +127,57 @@ def structure(name, objs, values):
         check(rc["overhead"]["podFixed"]["memory"] == values["runtimeClasses"]["overhead"]["memory"], f"{name}: {h} overhead")
     roles = by_kind.get("ClusterRole", [])
     check(any(r["resources"] == ["nodes"] and set(r["verbs"]) >= {"get", "patch"} for cr in roles for r in cr["rules"]), f"{name}: ClusterRole get/patch nodes")
+    policies = by_kind.get("ValidatingAdmissionPolicy", [])
+    bindings = by_kind.get("ValidatingAdmissionPolicyBinding", [])
+    if values["runtimeClasses"]["pauseless"] and values["runtimeClasses"].get("pauselessAdmissionPolicy"):
+        check(len(policies) == 1 and len(bindings) == 1, f"{name}: one admission policy and binding")
+        if policies and bindings:
+            check(bindings[0]["spec"]["policyName"] == policies[0]["metadata"]["name"], f"{name}: binding names the policy")
+            check(bindings[0]["spec"]["validationActions"] == ["Deny"], f"{name}: binding denies")
+            cel_checks(name, policies[0]["spec"])
+    else:
+        check(not policies and not bindings, f"{name}: no admission policy without pauseless")
     jobs = by_kind.get("Job", [])
     check(len(jobs) == 1 and jobs[0]["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete", f"{name}: the pre-delete Job")
+
+
+def cel_checks(name, spec):
+    """The policy's CEL against pods as the API server sees them (absent fields absent)."""
+    try:
+        import celpy
+    except ImportError:
+        print("SKIP: cel-python missing: the admission policy's expressions not evaluated")
+        return
+    env = celpy.Environment()
+
+    def run(expr, pod):
+        prog = env.program(env.compile(expr))
+        return bool(prog.evaluate({"object": celpy.json_to_cel(pod)}))
+
+    def verdict(pod):
+        """None when the policy does not apply, else the messages of failed validations."""
+        if not all(run(c["expression"], pod) for c in spec["matchConditions"]):
+            return None
+        return [v["message"] for v in spec["validations"] if not run(v["expression"], pod)]
+
+    pod = lambda **s: {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},  # noqa: E731
+                       "spec": {"containers": [{"name": "c", "image": "i"}], **s}}
+    pl = {"runtimeClassName": "tent-pauseless"}
+    cases = [
+        (pod(), None),
+        (pod(hostNetwork=True), None),
+        (pod(runtimeClassName="tent", hostNetwork=True, hostPID=True), None),
+        (pod(**pl), []),
+        (pod(**pl, hostNetwork=False, hostIPC=False, hostPID=False), []),
+        (pod(**pl, hostNetwork=True), ["spec.hostNetwork"]),
+        (pod(**pl, hostIPC=True), ["spec.hostIPC"]),
+        (pod(**pl, hostPID=True, hostNetwork=True), ["spec.hostNetwork", "spec.hostPID"]),
+    ]
+    for p, want in cases:
+        got = verdict(p)
+        got_fields = None if got is None else [m.split(":")[0] for m in got]
+        check(got_fields == want, f"{name}: admission of {p['spec']}: {got_fields}, want {want}")
+    print(f"ok: {name}: the admission policy's CEL on {len(cases)} pods")
 
 
 def helm_checks(variants):
