@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end on a kind cluster through the chart: tent installed by its own installer.
 #
-#   hack/kind-e2e.sh            build, cluster, helm install, pods on tent and tent-compat,
+#   hack/kind-e2e.sh            build, cluster, helm install, pods on tent, tent-compat and tent-pauseless,
 #                               helm uninstall, the node's config checked byte for byte
 #   hack/kind-e2e.sh --check    only check this script (bash -n, shellcheck) and the tools
 #
@@ -25,6 +25,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLUSTER="${TENT_KIND_CLUSTER:-tent-e2e}"
 TRIPLE=x86_64-unknown-linux-gnu
 LABEL=runtime.tent.dev/ready
+PLABEL=runtime.tent.dev/pauseless
 NS=tent-system
 IMAGE=tent-installer:e2e
 TEST_IMAGE=docker.io/library/tent-test:latest
@@ -166,6 +167,31 @@ fi
 k delete pod client --wait=true
 k delete deploy/web svc/web --wait=true
 
+# Pods without a pause process: kind's node runs containerd 2.x, where the installer registers
+# tent-pauseless and labels the node; on a 1.x node image it says it skipped it.
+if [[ "$(k get node "$NODE" -o jsonpath="{.metadata.labels.${PLABEL//./\\.}}")" == true ]]; then
+  log "a pod on tent-pauseless (no pause container), and a hostNetwork one refused at admission"
+  k run nopause --image="$TEST_IMAGE" --image-pull-policy=Never --restart=Never \
+    --overrides='{"spec":{"runtimeClassName":"tent-pauseless"}}' -- sh -c 'hostname; sleep 3600'
+  if ! k wait --for=condition=Ready pod/nopause --timeout=120s; then
+    k describe pod nopause || true
+    die "pod nopause on tent-pauseless did not become ready"
+  fi
+  [[ "$(k logs nopause)" == nopause ]] || die "pod nopause's hostname: $(k logs nopause)"
+  SID="$(docker exec "$NODE" crictl pods --name nopause -q)"
+  docker exec "$NODE" ctr -n k8s.io containers info "$SID" >/dev/null 2>&1 \
+    && die "pod nopause has a sandbox (pause) container $SID"
+  k delete pod nopause --wait=true
+  if OUT="$(k run hostnet --image="$TEST_IMAGE" --image-pull-policy=Never --restart=Never \
+      --overrides='{"spec":{"runtimeClassName":"tent-pauseless","hostNetwork":true}}' -- true 2>&1)"; then
+    k delete pod hostnet --wait=false || true
+    die "a hostNetwork pod on tent-pauseless was admitted"
+  fi
+  grep -q 'spec.hostNetwork' <<<"$OUT" || die "the refusal does not name spec.hostNetwork: $OUT"
+else
+  log "tent-pauseless: node not labelled $PLABEL (containerd 1.x node image?): skipped"
+fi
+
 log "helm uninstall"
 helm --kube-context "kind-$CLUSTER" uninstall tent --namespace "$NS" --wait --timeout 5m
 [[ -z "$(k get node "$NODE" -o jsonpath="{.metadata.labels.${LABEL//./\\.}}")" ]] || die "label $LABEL still on $NODE"
@@ -173,4 +199,4 @@ AFTER="$(node_sum)"
 [[ "$BEFORE" == "$AFTER" ]] || die "/etc/containerd/config.toml differs after uninstall ($BEFORE -> $AFTER)"
 if docker exec "$NODE" test -e /opt/tent; then die "/opt/tent left on $NODE"; fi
 k wait --for=condition=Ready "node/$NODE" --timeout=120s
-log "PASS: installed by the chart, pods on tent and tent-compat, uninstalled with the config restored"
+log "PASS: installed by the chart, pods on tent, tent-compat (and tent-pauseless where containerd is 2.x), uninstalled with the config restored"
