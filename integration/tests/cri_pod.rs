@@ -807,13 +807,20 @@ fn stop_pod_sandbox_with_running_containers_kills_them_and_remove_leaves_nothing
             Some(api::PodSandboxState::SandboxNotready as i32),
             "{handler}: {st:?}"
         );
-        // The pod's shim stays until RemovePodSandbox on every handler (containerd keeps the
-        // stopped tasks, and a pauseless sandbox is shut down only at its removal) ...
+        // A pauseless sandbox is shut down only at its removal, so its shim stays until
+        // RemovePodSandbox. On the pause path it depends on containerd, not the runtime: on
+        // the host's 1.6 the shim stays, in the v2 VM's 1.6 it exits at StopPodSandbox, for
+        // tent and runc alike; there it is only logged.
         for p in &shims {
-            assert!(
-                Path::new(&format!("/proc/{p}")).exists(),
-                "{handler}: the pod's shim {p} exited at StopPodSandbox"
-            );
+            let alive = Path::new(&format!("/proc/{p}")).exists();
+            if is_pauseless(handler) {
+                assert!(
+                    alive,
+                    "{handler}: the pod's shim {p} exited at StopPodSandbox"
+                );
+            } else {
+                eprintln!("{handler}: the pod's shim {p} after StopPodSandbox: alive={alive}");
+            }
         }
         // ... and so do a pauseless pod's namespace pins (ShutdownSandbox removes them).
         if is_pauseless(handler) {
