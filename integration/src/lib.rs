@@ -410,6 +410,16 @@ impl Containerd {
         Background::spawn(c)
     }
 
+    /// [`Containerd::spawn_run`] of a full spec: `ctr run --rm --runtime R --config <spec.json>
+    /// ID` in the background (spec built with [`Spec`]).
+    pub fn spawn_run_spec(&self, id: &str, spec: &Value) -> Background {
+        let path = self.dir.join(format!("spec-{id}.json"));
+        std::fs::write(&path, serde_json::to_vec(spec).expect("spec json")).expect("write spec");
+        let mut c = self.ctr_command(&["run", "--rm", "--runtime"]);
+        c.arg(runtime()).arg("--config").arg(&path).arg(id);
+        Background::spawn(c)
+    }
+
     /// A hook that waits (up to 20 s) until task `id` is RUNNING.
     ///
     /// `ctr run` only forwards stdin EOF (`CloseIO`) if EOF is read after the task was created

@@ -65,14 +65,7 @@ fn pids_limit_in_cgroup() {
     let mut spec = Spec::base(c, &id, &["/bin/tent-testbin", "wait-term"]);
     spec["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 42 });
     spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 100663296 });
-    let path = c.dir().join(format!("spec-{id}.json"));
-    std::fs::write(&path, serde_json::to_vec(&spec).expect("json")).expect("write spec");
-    let mut cmd = c.ctr_command(&["run", "--rm", "--runtime"]);
-    cmd.arg(tent_integration::runtime())
-        .arg("--config")
-        .arg(&path)
-        .arg(&id);
-    let mut bg = tent_integration::Background::spawn(cmd);
+    let mut bg = c.spawn_run_spec(&id, &spec);
     bg.wait_for_line("ready", T);
     let pid = c.wait_running(&id, T);
     let pids = cg_dir(pid, "pids", &id);
@@ -92,14 +85,7 @@ fn cpu_limit_in_cgroup() {
     let mut spec = Spec::base(c, &id, &["/bin/tent-testbin", "wait-term"]);
     spec["linux"]["resources"]["cpu"] =
         serde_json::json!({ "quota": 50000, "period": 100000, "shares": 512 });
-    let path = c.dir().join(format!("spec-{id}.json"));
-    std::fs::write(&path, serde_json::to_vec(&spec).expect("json")).expect("write spec");
-    let mut cmd = c.ctr_command(&["run", "--rm", "--runtime"]);
-    cmd.arg(tent_integration::runtime())
-        .arg("--config")
-        .arg(&path)
-        .arg(&id);
-    let mut bg = tent_integration::Background::spawn(cmd);
+    let mut bg = c.spawn_run_spec(&id, &spec);
     bg.wait_for_line("ready", T);
     let pid = c.wait_running(&id, T);
     let d = cg_dir(pid, "cpu", &id);

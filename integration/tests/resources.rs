@@ -44,14 +44,7 @@ fn spec_with(c: &Containerd, id: &str, args: &[&str], resources: &Value) -> Valu
 fn run_with(c: &Containerd, prefix: &str, resources: Value) -> (String, i32, Background) {
     let id = unique_id(prefix);
     let spec = spec_with(c, &id, &["/bin/tent-testbin", "wait-term"], &resources);
-    let path = c.dir().join(format!("spec-{id}.json"));
-    std::fs::write(&path, serde_json::to_vec(&spec).expect("json")).expect("write spec");
-    let mut cmd = c.ctr_command(&["run", "--rm", "--runtime"]);
-    cmd.arg(tent_integration::runtime())
-        .arg("--config")
-        .arg(&path)
-        .arg(&id);
-    let mut bg = Background::spawn(cmd);
+    let mut bg = c.spawn_run_spec(&id, &spec);
     bg.wait_for_line("ready", T);
     let pid = c.wait_running(&id, T);
     (id, pid, bg)
