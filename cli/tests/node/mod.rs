@@ -169,7 +169,13 @@ done
         let rt = d["plugins"][self.plugin()]["containerd"]["runtimes"]
             .as_table_mut()
             .expect("runtimes table");
-        for h in ["tent", "tent-compat", "tent-budget", "tent-budget-warn", "tent-pauseless"] {
+        for h in [
+            "tent",
+            "tent-compat",
+            "tent-budget",
+            "tent-budget-warn",
+            "tent-pauseless",
+        ] {
             rt.remove(h);
         }
         std::fs::write(self.config(), d.to_string()).expect("write config");
