@@ -77,7 +77,12 @@ fn tty_execs(cri: &Cri, id: &str, handler: &str, seq: usize) -> Vec<String> {
         let mut out = Outcome::default();
         let begin = format!("begin-{tag}");
         s.read_until(&mut out, T, |o| o.stdout_str().contains(&begin))
-            .unwrap_or_else(|e| panic!("exec #{tag}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "exec #{tag} on {handler}: {e}\n{}",
+                    cri.containerd().log_tail(40)
+                )
+            });
         // A user typing while the command prints and right after it exits, until the session
         // ends: an exec's stdin closed at its exit makes these writes fail, and containerd
         // then tears the output down unread. A send may fail once the server closed the
